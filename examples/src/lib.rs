@@ -1,0 +1,1 @@
+//! Runnable examples for lock-runtime; see the README.

@@ -1,0 +1,1 @@
+//! Compile tests of `#[distributed_lock]` live in `tests/`.
