@@ -1,0 +1,66 @@
+//! The small interface every lock store implements: one Redis, an in-memory map, and later
+//! a quorum of Redis masters.
+//!
+//! It speaks in full keys and tokens only. Waiting, leases, the watchdog and re-entry live
+//! above it, so a new backend gets them for free.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::error::BackendError;
+
+pub(crate) mod memory;
+pub(crate) mod redis;
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BackendResult<T> = Result<T, BackendError>;
+
+/// One acquire attempt.
+pub(crate) struct AcquireArgs<'a> {
+    pub key: &'a str,
+    pub token: &'a str,
+    pub ttl: Duration,
+    /// The side key whose counter is incremented on success, when fencing is on.
+    pub fence_key: Option<&'a str>,
+}
+
+/// What one acquire attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// The lock is ours; `fence` is the new fencing token when fencing is on.
+    Yes { fence: Option<u64> },
+    /// Someone holds it; `holder_ttl` is their remaining TTL (`None`: the key has no expiry).
+    Busy { holder_ttl: Option<Duration> },
+}
+
+/// One owner-checked renewal: set `key`'s TTL to `ttl` if it still holds `token`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Renewal<'a> {
+    pub key: &'a str,
+    pub token: &'a str,
+    pub ttl: Duration,
+}
+
+/// A lock store.
+///
+/// `renew` takes a batch so that a per-client scheduler can renew many locks in one round
+/// trip; callers today send batches of one.
+pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Try once to take `args.key` for `args.token`.
+    fn acquire<'a>(&'a self, args: AcquireArgs<'a>) -> BoxFuture<'a, BackendResult<Acquired>>;
+
+    /// Delete `key` if it holds `token`. `Ok(false)`: it did not.
+    fn release<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>>;
+
+    /// Renew each lock that still holds its token. The answer has one entry per renewal, in
+    /// order: `true` if renewed, `false` if the key is gone or holds another token.
+    fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<bool>>>;
+
+    /// Whether `key` holds `token` right now.
+    fn is_held<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>>;
+
+    /// How long one operation may take before we give up on it (connect plus response).
+    fn op_timeout(&self) -> Duration;
+}

@@ -1,0 +1,232 @@
+//! `LockRequest`: what to lock and how, then `acquire` or `run`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::backend::{AcquireArgs, Acquired};
+use crate::guard::{LockGuard, release_in_background};
+use crate::keys::{check_ttl, fence_key, full_key};
+use crate::lease::Lease;
+use crate::{Backoff, LockClient, LockError, context};
+
+/// The default lock TTL: 30 seconds.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// A request for one lock, built by [`LockClient::lock`]. Nothing is sent until
+/// [`acquire`](LockRequest::acquire) or [`run`](LockRequest::run).
+///
+/// ```
+/// # async fn demo() -> Result<(), lock_runtime::LockError> {
+/// use std::time::Duration;
+/// let client = lock_runtime::LockClient::in_memory();
+/// let guard = client
+///     .lock("order:42")
+///     .ttl(Duration::from_secs(10))   // default 30 s
+///     .wait(Duration::from_secs(2))   // default: none, a held lock is `Busy` at once
+///     .fencing(true)                  // default off
+///     .acquire()
+///     .await?;
+/// assert_eq!(guard.fencing_token(), Some(1));
+/// guard.release().await?;
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a lock request does nothing until `.acquire().await` or `.run(..).await`"]
+pub struct LockRequest {
+    client: LockClient,
+    key: String,
+    ttl: Duration,
+    wait: Duration,
+    fencing: bool,
+    renew: bool,
+    backoff: Backoff,
+}
+
+impl LockRequest {
+    pub(crate) fn new(client: LockClient, key: String) -> Self {
+        LockRequest {
+            client,
+            key,
+            ttl: DEFAULT_TTL,
+            wait: Duration::ZERO,
+            fencing: false,
+            renew: true,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// How long the lock lives on the server without renewal (default 30 s; at least
+    /// 10 ms). The watchdog renews it every `ttl/3`, so the TTL bounds how long a crashed
+    /// holder blocks others, not how long the work may take.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long to keep trying while someone else holds the lock, before giving up with
+    /// [`LockError::Busy`]. The default is no wait at all.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Whether to hand out a fencing token (default off). Turning it on keeps one counter
+    /// key per lock name forever, beside the lock key and in the same cluster slot.
+    pub fn fencing(mut self, on: bool) -> Self {
+        self.fencing = on;
+        self
+    }
+
+    /// Whether the watchdog renews the lock (default on). With it off the lock lasts one
+    /// TTL; the guard still reports it lost when that runs out.
+    pub fn watchdog(mut self, on: bool) -> Self {
+        self.renew = on;
+        self
+    }
+
+    /// The pause between attempts while waiting (default: exponential, 5 ms to 200 ms,
+    /// jittered).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The full key, namespace included, checked.
+    fn full_key(&self) -> Result<String, LockError> {
+        full_key(self.client.namespace(), &self.key)
+    }
+
+    /// Takes the lock, waiting up to the request's `wait` while someone else holds it.
+    ///
+    /// Errors: [`Busy`](LockError::Busy) when the wait runs out, [`InvalidKey`] and
+    /// [`InvalidTtl`] for bad input, [`WrongType`](LockError::WrongType) when the key holds
+    /// something that is not a lock, and [`Timeout`](LockError::Timeout) or
+    /// [`Backend`](LockError::Backend) when the server cannot be reached. A waiter does not
+    /// retry through server errors: they are returned at once.
+    ///
+    /// [`InvalidKey`]: LockError::InvalidKey
+    /// [`InvalidTtl`]: LockError::InvalidTtl
+    pub async fn acquire(self) -> Result<LockGuard, LockError> {
+        let key = self.full_key()?;
+        check_ttl(&key, self.ttl)?;
+        let fence_key = match self.fencing {
+            true => Some(fence_key(&key)?),
+            false => None,
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(LockError::NoRuntime { key });
+        }
+        let backend = Arc::clone(&self.client.backend);
+        let op_timeout = backend.op_timeout();
+        let started = Instant::now();
+        let give_up_at = started.checked_add(self.wait);
+        let mut attempt: u32 = 0;
+        loop {
+            let token = Uuid::new_v4().to_string();
+            let args = AcquireArgs {
+                key: &key,
+                token: &token,
+                ttl: self.ttl,
+                fence_key: fence_key.as_deref(),
+            };
+            let sent_at = Instant::now();
+            let outcome = tokio::time::timeout(op_timeout, backend.acquire(args)).await;
+            let lease = || {
+                Lease::new(
+                    Arc::clone(&backend),
+                    key.clone(),
+                    token.clone(),
+                    self.ttl,
+                    sent_at,
+                )
+            };
+            let holder_ttl = match outcome {
+                Ok(Ok(Acquired::Yes { fence })) => {
+                    tracing::debug!(
+                        key,
+                        attempts = attempt + 1,
+                        fencing_token = fence,
+                        "lock acquired"
+                    );
+                    return Ok(LockGuard::start(lease(), fence, self.renew));
+                }
+                Ok(Ok(Acquired::Busy { holder_ttl })) => holder_ttl,
+                Ok(Err(e)) => {
+                    // The SET may have landed before the error: undo it, by token.
+                    release_in_background(Arc::new(lease()));
+                    return Err(e.into_lock_error(&key, "acquire"));
+                }
+                Err(_) => {
+                    release_in_background(Arc::new(lease()));
+                    return Err(LockError::Timeout {
+                        key,
+                        operation: "acquire",
+                        after: op_timeout,
+                    });
+                }
+            };
+            let now = Instant::now();
+            let remaining =
+                give_up_at.map_or(Duration::MAX, |at| at.saturating_duration_since(now));
+            if remaining.is_zero() {
+                tracing::debug!(key, attempts = attempt + 1, "lock busy");
+                return Err(LockError::Busy { key, holder_ttl });
+            }
+            let mut delay = self.backoff.delay(attempt).min(remaining);
+            if let Some(holder_ttl) = holder_ttl {
+                // Never sleep past the moment the holder's lease ends anyway.
+                delay = delay.min(holder_ttl);
+            }
+            tokio::time::sleep(delay).await;
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// Takes the lock, runs `work` under the watchdog, and releases the lock on every exit:
+    /// return, panic, or this future being dropped.
+    ///
+    /// If the lock is lost while `work` runs, `work` is dropped (cancelled at its current
+    /// `.await`) and the result is [`LockError::Lost`], always before the local lease
+    /// deadline: no one else can have the lock while `work` still runs, as far as this
+    /// process's clock can tell. Make `work` cancel-safe, or use fencing tokens where it
+    /// writes.
+    ///
+    /// **Re-entry:** inside `run` (or a `#[distributed_lock]` fn), a nested `run` on the
+    /// same key and the same client store runs `work` straight away under the outer lock
+    /// instead of deadlocking. This holds within one task only.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let client = lock_runtime::LockClient::in_memory();
+    /// let total = client.lock("ledger").run(async { 2 + 2 }).await?;
+    /// assert_eq!(total, 4);
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn run<F: Future>(self, work: F) -> Result<F::Output, LockError> {
+        let key = self.full_key()?;
+        if context::holds(context::store_id(&self.client.backend), &key) {
+            tracing::trace!(key, "re-entering a lock this task holds");
+            return Ok(work.await);
+        }
+        let guard = self.acquire().await?;
+        match guard.protect(work).await {
+            Ok(out) => {
+                if let Err(e) = guard.release().await {
+                    // The work is done; reporting an error now would invite a second run.
+                    tracing::warn!(key, error = %e, "work finished but the release failed");
+                }
+                Ok(out)
+            }
+            Err(reason) => {
+                drop(guard);
+                Err(LockError::Lost { key, reason })
+            }
+        }
+    }
+}
