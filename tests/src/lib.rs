@@ -1,1 +1,33 @@
-//! Harness for integration tests: starts real `redis-server` processes.
+//! Harness for integration tests and examples: starts real `redis-server` processes.
+//!
+//! Each [`RedisServer`] runs on its own free loopback port (never 6379) in its own temporary
+//! directory, with persistence off, and is killed, reaped and cleaned up when dropped. The API
+//! is synchronous (`std::process`), so it works the same from plain tests and from tokio tests.
+//!
+//! ```
+//! use lock_tests::RedisServer;
+//!
+//! let mut server = RedisServer::start()?;
+//! let mut con = server.connection()?;
+//! redis::cmd("SET").arg("k").arg("v").exec(&mut con)?;
+//!
+//! server.restart()?; // same port, empty data
+//! let mut con = server.connection()?;
+//! let v: Option<String> = redis::cmd("GET").arg("k").query(&mut con)?;
+//! assert_eq!(v, None);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The binary is `redis-server` from `PATH`, or the one named by the `REDIS_SERVER`
+//! environment variable. When there is none, [`RedisServer::start`] returns
+//! [`HarnessError::NotInstalled`], whose message says how to install it.
+//!
+//! Unix only: it relies on signals (SIGSTOP/SIGCONT/SIGTERM) to control the server.
+
+mod binary;
+mod error;
+mod server;
+
+pub use binary::{REDIS_SERVER_ENV, redis_server_available, redis_server_binary};
+pub use error::HarnessError;
+pub use server::{DEFAULT_STARTUP_TIMEOUT, FORBIDDEN_PORT, RedisServer, RedisServerBuilder};
