@@ -1,0 +1,132 @@
+//! Shared fixtures for the integration tests: one suite, two backends.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::future::Future;
+use std::time::Duration;
+
+use lock_runtime::{LockClient, LockError};
+use lock_tests::RedisServer;
+use tokio::time::Instant;
+
+/// How soon a released or dropped lock must be gone from the store.
+pub const PROMPT: Duration = Duration::from_millis(100);
+
+/// A lock store for one test: a private `redis-server`, or the in-memory backend.
+pub struct Fixture {
+    pub server: Option<RedisServer>,
+    memory: Option<LockClient>,
+}
+
+impl Fixture {
+    pub fn redis() -> Fixture {
+        let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        Fixture {
+            server: Some(server),
+            memory: None,
+        }
+    }
+
+    pub fn memory() -> Fixture {
+        Fixture {
+            server: None,
+            memory: Some(LockClient::in_memory()),
+        }
+    }
+
+    pub fn is_redis(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// A new client: its own connection for Redis; for memory, a handle on the one store
+    /// (the memory store is per process, as a Redis server is per deployment).
+    pub async fn client(&self) -> LockClient {
+        match (&self.server, &self.memory) {
+            (Some(server), _) => LockClient::connect(&server.url())
+                .await
+                .expect("connect to the test server"),
+            (None, Some(memory)) => memory.clone(),
+            (None, None) => unreachable!(),
+        }
+    }
+
+    /// A raw connection for poking at the data behind the library's back (Redis only).
+    pub fn raw(&self) -> redis::Connection {
+        self.server
+            .as_ref()
+            .expect("raw access needs Redis")
+            .connection()
+            .expect("raw connection")
+    }
+
+    /// Whether anyone holds `key` (a full key), without side effects on Redis. On memory it
+    /// probes with a throwaway acquire, which leaves nothing behind.
+    pub async fn is_locked(&self, key: &str) -> bool {
+        if self.is_redis() {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(key)
+                .query(&mut self.raw())
+                .unwrap();
+            return exists;
+        }
+        match self.client().await.lock(key).acquire().await {
+            Ok(probe) => {
+                probe.release().await.unwrap();
+                false
+            }
+            Err(LockError::Busy { .. }) => true,
+            Err(e) => panic!("probe failed: {e}"),
+        }
+    }
+
+    /// Waits up to [`PROMPT`] for `key` to be free; panics with `what` if it is not.
+    pub async fn assert_freed_promptly(&self, key: &str, what: &str) {
+        let started = Instant::now();
+        while self.is_locked(key).await {
+            if started.elapsed() > PROMPT {
+                panic!("{what}: `{key}` still locked {PROMPT:?} after the exit");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// Polls `cond` every few ms until it holds or `limit` passes; returns how long it took.
+pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if cond().await {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Declares each listed `async fn name(fx: Fixture)` as two tests, one per backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Fixture::redis()).await
+                }
+            )*
+        }
+        mod on_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Fixture::memory()).await
+                }
+            )*
+        }
+    };
+}
