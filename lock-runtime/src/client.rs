@@ -11,6 +11,7 @@ use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::keys::redact_url;
+use crate::renewer::Renewer;
 use crate::request::LockRequest;
 
 /// A handle on a lock store: one Redis server, or an in-memory store for tests.
@@ -33,6 +34,8 @@ use crate::request::LockRequest;
 #[derive(Clone)]
 pub struct LockClient {
     pub(crate) backend: Arc<dyn Backend>,
+    /// Keeps every lease of this store alive; shared by clones and namespaces.
+    pub(crate) renewer: Arc<Renewer>,
     namespace: Option<Arc<str>>,
 }
 
@@ -48,6 +51,14 @@ impl fmt::Debug for LockClient {
 static GLOBAL: RwLock<Option<LockClient>> = RwLock::new(None);
 
 impl LockClient {
+    fn over(backend: Arc<dyn Backend>) -> LockClient {
+        LockClient {
+            renewer: Arc::new(Renewer::new(Arc::clone(&backend))),
+            backend,
+            namespace: None,
+        }
+    }
+
     /// Connects to one Redis server with the default timeouts (connect 2 s, response 1 s).
     ///
     /// The URL has the form `redis://[[user]:password@]host[:port][/db]` (`rediss://` needs
@@ -73,10 +84,7 @@ impl LockClient {
     /// Its clock is tokio's, so a test with a paused clock sees leases expire as it
     /// advances time.
     pub fn in_memory() -> LockClient {
-        LockClient {
-            backend: Arc::new(MemoryBackend::default()),
-            namespace: None,
-        }
+        LockClient::over(Arc::new(MemoryBackend::default()))
     }
 
     /// A client on the same connection whose keys are all prefixed: `"<namespace>:<key>"`.
@@ -92,6 +100,7 @@ impl LockClient {
         };
         LockClient {
             backend: Arc::clone(&self.backend),
+            renewer: Arc::clone(&self.renewer),
             namespace,
         }
     }
@@ -213,10 +222,9 @@ impl ClientBuilder {
             }
         };
         tracing::debug!(url = %redacted, "connected to lock server");
-        Ok(LockClient {
-            backend: Arc::new(RedisBackend::new(conn, redacted, op_timeout)),
-            namespace: None,
-        })
+        Ok(LockClient::over(Arc::new(RedisBackend::new(
+            conn, redacted, op_timeout,
+        ))))
     }
 }
 

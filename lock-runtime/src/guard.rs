@@ -5,13 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::backend::Renewal;
 use crate::context::{self, CurrentLock};
 use crate::keys::check_ttl;
-use crate::lease::{Lease, watchdog};
+use crate::lease::Lease;
+use crate::renewer::{LeaseId, Renewer};
 use crate::{LockError, LostReason};
 
 /// A held lock.
@@ -29,7 +29,9 @@ use crate::{LockError, LostReason};
 pub struct LockGuard {
     lease: Arc<Lease>,
     fence: Option<u64>,
-    watchdog: Option<AbortHandle>,
+    renewer: Arc<Renewer>,
+    /// Registration with the client's renewal scheduler; `None` once stopped.
+    watchdog: Option<LeaseId>,
     /// False once released: nothing left to do on drop.
     armed: bool,
 }
@@ -47,14 +49,20 @@ impl fmt::Debug for LockGuard {
 }
 
 impl LockGuard {
-    /// Starts the watchdog for a lock just acquired by a request sent at `sent_at`.
-    pub(crate) fn start(lease: Lease, fence: Option<u64>, renew: bool) -> LockGuard {
+    /// Hands a lock just acquired to the client's renewal scheduler.
+    pub(crate) fn start(
+        renewer: &Arc<Renewer>,
+        lease: Lease,
+        fence: Option<u64>,
+        renew: bool,
+    ) -> LockGuard {
         let lease = Arc::new(lease);
-        let task = tokio::spawn(watchdog(Arc::clone(&lease), renew));
+        let id = renewer.register(Arc::clone(&lease), renew);
         LockGuard {
             lease,
             fence,
-            watchdog: Some(task.abort_handle()),
+            renewer: Arc::clone(renewer),
+            watchdog: Some(id),
             armed: true,
         }
     }
@@ -139,7 +147,10 @@ impl LockGuard {
         }];
         match tokio::time::timeout(timeout, backend.renew(&batch)).await {
             Ok(Ok(renewed)) if renewed.first() == Some(&true) => {
-                self.lease.extended(sent_at, ttl);
+                self.lease.renewed(sent_at, ttl);
+                if let Some(id) = self.watchdog {
+                    self.renewer.reschedule(id);
+                }
                 tracing::debug!(key, ttl_ms = ttl.as_millis() as u64, "lock extended");
                 Ok(())
             }
@@ -208,8 +219,8 @@ impl LockGuard {
     }
 
     fn stop_watchdog(&mut self) {
-        if let Some(task) = self.watchdog.take() {
-            task.abort();
+        if let Some(id) = self.watchdog.take() {
+            self.renewer.unregister(id);
         }
     }
 }

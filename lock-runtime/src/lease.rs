@@ -1,4 +1,5 @@
-//! The lease a holder keeps: its local deadline, and the watchdog that renews it.
+//! The lease a holder keeps: its local deadline and whether it has been lost. The
+//! [`Renewer`](crate::renewer::Renewer) keeps it alive.
 //!
 //! The deadline follows PROTOCOL.md: measured on the monotonic clock from the moment the
 //! acquire (or the last successful renewal) was *sent*, minus a drift allowance. The
@@ -8,11 +9,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::LostReason;
-use crate::backend::{Backend, Renewal};
+use crate::backend::Backend;
 
 /// Clock drift and scheduling allowance for a lease of `ttl` (Redlock's factor: 1 % + 2 ms).
 pub(crate) fn drift(ttl: Duration) -> Duration {
@@ -20,17 +21,17 @@ pub(crate) fn drift(ttl: Duration) -> Duration {
 }
 
 /// How long to wait before retrying a renewal that failed on the network.
-fn retry_interval(ttl: Duration) -> Duration {
+pub(crate) fn retry_interval(ttl: Duration) -> Duration {
     (ttl / 10).clamp(Duration::from_millis(5), Duration::from_millis(200))
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Times {
-    ttl: Duration,
+pub(crate) struct Times {
+    pub(crate) ttl: Duration,
     /// When the last successful acquire or renewal was sent.
-    renewed_at: Instant,
+    pub(crate) renewed_at: Instant,
     /// `renewed_at + ttl - drift`: past this, the server may have let the key go.
-    deadline: Instant,
+    pub(crate) deadline: Instant,
 }
 
 impl Times {
@@ -42,9 +43,14 @@ impl Times {
         }
     }
 
+    /// When the next renewal falls due: a third of the TTL after the last one.
+    pub(crate) fn renew_due(&self) -> Instant {
+        self.renewed_at + self.ttl / 3
+    }
+
     /// When the watchdog gives up: one drift before the deadline, so the work is stopped
     /// before the deadline itself.
-    fn lost_at(&self) -> Instant {
+    pub(crate) fn lost_at(&self) -> Instant {
         self.deadline
             .checked_sub(drift(self.ttl))
             .unwrap_or(self.renewed_at)
@@ -58,8 +64,6 @@ pub(crate) struct Lease {
     pub(crate) key: String,
     pub(crate) token: String,
     times: Mutex<Times>,
-    /// Woken when `extend` changes the TTL or deadline.
-    changed: Notify,
     lost: watch::Sender<Option<LostReason>>,
 }
 
@@ -76,28 +80,24 @@ impl Lease {
             key,
             token,
             times: Mutex::new(Times::new(sent_at, ttl)),
-            changed: Notify::new(),
             lost: watch::Sender::new(None),
         }
     }
 
-    fn times(&self) -> Times {
+    pub(crate) fn times(&self) -> Times {
         *self.times.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a successful renewal sent at `sent_at` for `ttl`.
+    /// Records a successful renewal sent at `sent_at` for `ttl`. A lost lease stays lost.
     pub(crate) fn renewed(&self, sent_at: Instant, ttl: Duration) {
+        if self.lost_reason().is_some() {
+            return;
+        }
         let mut times = self.times.lock().unwrap_or_else(|p| p.into_inner());
         // Only move forward: an older renewal answering late must not undo a newer one.
         if sent_at >= times.renewed_at {
             *times = Times::new(sent_at, ttl);
         }
-    }
-
-    /// Records a renewal that `extend` made, and wakes the watchdog to follow the new TTL.
-    pub(crate) fn extended(&self, sent_at: Instant, ttl: Duration) {
-        self.renewed(sent_at, ttl);
-        self.changed.notify_one();
     }
 
     pub(crate) fn ttl(&self) -> Duration {
@@ -136,64 +136,6 @@ impl Lease {
             Err(_) => None,
         };
         reason.unwrap_or(LostReason::Expired)
-    }
-}
-
-/// Keeps `lease` alive until it is aborted (by release or drop) or the lock is lost.
-///
-/// With `renew == false` it only keeps time: it declares the lock lost when the lease runs
-/// out, so `lost()` and `run` behave the same with or without renewal.
-pub(crate) async fn watchdog(lease: Arc<Lease>, renew: bool) {
-    let op_timeout = lease.backend.op_timeout();
-    // Set after a failed renewal: try again at this instant instead of at `ttl/3`.
-    let mut retry_at: Option<Instant> = None;
-    loop {
-        let times = lease.times();
-        let lost_at = times.lost_at();
-        let next_renew = retry_at.unwrap_or(times.renewed_at + times.ttl / 3);
-        tokio::select! {
-            biased;
-            () = sleep_until(lost_at) => {
-                lease.declare_lost(LostReason::Expired);
-                return;
-            }
-            () = lease.changed.notified() => {
-                retry_at = None;
-                continue;
-            }
-            () = sleep_until(next_renew), if renew => {}
-        }
-
-        let sent_at = Instant::now();
-        let batch = [Renewal {
-            key: &lease.key,
-            token: &lease.token,
-            ttl: times.ttl,
-        }];
-        let attempt = timeout_at(
-            lost_at.min(sent_at + op_timeout),
-            lease.backend.renew(&batch),
-        );
-        match attempt.await {
-            Ok(Ok(renewed)) if renewed.first() == Some(&true) => {
-                lease.renewed(sent_at, times.ttl);
-                retry_at = None;
-                tracing::trace!(key = %lease.key, ttl_ms = times.ttl.as_millis() as u64, "lock renewed");
-            }
-            Ok(Ok(_)) => {
-                lease.declare_lost(LostReason::Taken);
-                return;
-            }
-            Ok(Err(e)) => {
-                let e = e.into_lock_error(&lease.key, "renew");
-                tracing::warn!(key = %lease.key, error = %e, "lock renewal failed; retrying until the lease deadline");
-                retry_at = Some(Instant::now() + retry_interval(times.ttl));
-            }
-            Err(_) => {
-                tracing::warn!(key = %lease.key, "lock renewal timed out; retrying until the lease deadline");
-                retry_at = Some(Instant::now() + retry_interval(times.ttl));
-            }
-        }
     }
 }
 

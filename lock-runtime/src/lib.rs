@@ -43,6 +43,7 @@ mod error;
 mod guard;
 mod keys;
 mod lease;
+mod renewer;
 mod request;
 
 #[doc(hidden)]

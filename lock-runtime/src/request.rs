@@ -153,7 +153,12 @@ impl LockRequest {
                         fencing_token = fence,
                         "lock acquired"
                     );
-                    return Ok(LockGuard::start(lease(), fence, self.renew));
+                    return Ok(LockGuard::start(
+                        &self.client.renewer,
+                        lease(),
+                        fence,
+                        self.renew,
+                    ));
                 }
                 Ok(Ok(Acquired::Busy { holder_ttl })) => holder_ttl,
                 Ok(Err(e)) => {
