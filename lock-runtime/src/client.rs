@@ -191,6 +191,7 @@ impl ClientBuilder {
         }
         let client = redis::Client::open(self.url.as_str())
             .map_err(|e| invalid(scrub(&e.to_string(), &self.url)))?;
+        let subscriber_client = client.clone();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout))
@@ -223,7 +224,10 @@ impl ClientBuilder {
         };
         tracing::debug!(url = %redacted, "connected to lock server");
         Ok(LockClient::over(Arc::new(RedisBackend::new(
-            conn, redacted, op_timeout,
+            conn,
+            subscriber_client,
+            redacted,
+            op_timeout,
         ))))
     }
 }

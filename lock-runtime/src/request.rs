@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::backend::wakeup::ReleaseWatch;
 use crate::backend::{AcquireArgs, Acquired};
 use crate::guard::{LockGuard, release_in_background};
 use crate::keys::{check_ttl, fence_key, full_key};
@@ -126,6 +127,9 @@ impl LockRequest {
         let started = Instant::now();
         let give_up_at = started.checked_add(self.wait);
         let mut attempt: u32 = 0;
+        // Set up on the first busy answer; `None` after that means polling only.
+        let mut releases: Option<ReleaseWatch> = None;
+        let mut watching = false;
         loop {
             let token = Uuid::new_v4().to_string();
             let args = AcquireArgs {
@@ -182,13 +186,40 @@ impl LockRequest {
                 tracing::debug!(key, attempts = attempt + 1, "lock busy");
                 return Err(LockError::Busy { key, holder_ttl });
             }
-            let mut delay = self.backoff.delay(attempt).min(remaining);
+            attempt = attempt.saturating_add(1);
+            if !watching {
+                watching = true;
+                // Subscribe, then try again at once: a release between the attempt above
+                // and the subscription is caught by that retry, one after it by the watch.
+                match tokio::time::timeout(remaining.min(op_timeout), backend.watch_releases(&key))
+                    .await
+                {
+                    Ok(Ok(watch)) => {
+                        releases = Some(watch);
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        let e = e.into_lock_error(&key, "subscribe");
+                        tracing::debug!(key, error = %e, "no release notifications; polling");
+                    }
+                    Err(_) => tracing::debug!(key, "release subscription timed out; polling"),
+                }
+            }
+            // Polling stays as the fallback: a holder using another library, or a lock that
+            // expires, announces nothing. Never sleep past the holder's expiry.
+            let mut delay = self.backoff.delay(attempt - 1).min(remaining);
             if let Some(holder_ttl) = holder_ttl {
-                // Never sleep past the moment the holder's lease ends anyway.
                 delay = delay.min(holder_ttl);
             }
-            tokio::time::sleep(delay).await;
-            attempt = attempt.saturating_add(1);
+            match releases.as_mut() {
+                Some(watch) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = watch.released() => {}
+                    }
+                }
+                None => tokio::time::sleep(delay).await,
+            }
         }
     }
 

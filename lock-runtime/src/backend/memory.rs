@@ -4,16 +4,18 @@
 //! leases expire as they advance time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::wakeup::{ReleaseHub, ReleaseWatch};
 use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal};
 
 #[derive(Debug, Default)]
 pub(crate) struct MemoryBackend {
     state: Mutex<State>,
+    releases: Arc<ReleaseHub>,
 }
 
 #[derive(Debug, Default)]
@@ -77,13 +79,17 @@ impl Backend for MemoryBackend {
     }
 
     fn release<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
-        ready(self.with_state(|state, now| {
+        let released = self.with_state(|state, now| {
             let ours = state.live(key, now).is_some_and(|e| e.token == token);
             if ours {
                 state.locks.remove(key);
             }
             ours
-        }))
+        });
+        if released {
+            self.releases.notify(key);
+        }
+        ready(released)
     }
 
     fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<bool>>> {
@@ -103,6 +109,10 @@ impl Backend for MemoryBackend {
 
     fn is_held<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
         ready(self.with_state(|state, now| state.live(key, now).is_some_and(|e| e.token == token)))
+    }
+
+    fn watch_releases<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<ReleaseWatch>> {
+        ready(self.releases.watch(key))
     }
 
     fn op_timeout(&self) -> Duration {

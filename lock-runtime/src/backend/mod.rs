@@ -13,6 +13,9 @@ use crate::error::BackendError;
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+pub(crate) mod wakeup;
+
+use wakeup::ReleaseWatch;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) type BackendResult<T> = Result<T, BackendError>;
@@ -60,6 +63,10 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Whether `key` holds `token` right now.
     fn is_held<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>>;
+
+    /// Starts watching for releases of `key`. Once this returns, any release of `key` wakes
+    /// the watch, so an acquire attempt made after it cannot miss one.
+    fn watch_releases<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<ReleaseWatch>>;
 
     /// How long one operation may take before we give up on it (connect plus response).
     fn op_timeout(&self) -> Duration;

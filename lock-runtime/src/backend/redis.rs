@@ -3,12 +3,16 @@
 //! on NOSCRIPT, so each script body crosses the wire once per connection).
 
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
 use redis::{Script, Value};
+use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
+use tokio::task::AbortHandle;
 
+use super::wakeup::{ReleaseHub, ReleaseWatch};
 use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal};
 use crate::error::BackendError;
 
@@ -29,17 +33,26 @@ return {0, redis.call('PTTL', KEYS[1])}
     )
 });
 
-/// Compare-and-delete.
+/// Compare-and-delete, then tell waiters on ARGV[2] (see [`release_channel`]).
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], '')
+  return 1
 end
 return 0
 ",
     )
 });
+
+/// The pub/sub channel on which releases of `key` are announced.
+pub(crate) fn release_channel(key: &str) -> String {
+    format!("{RELEASE_PREFIX}{key}")
+}
+
+const RELEASE_PREFIX: &str = "lock-released:";
 
 /// Compare-and-pexpire over a batch: KEYS[i] is renewed to ARGV[2i] ms if it holds
 /// ARGV[2i-1]. A key of another type counts as not held (someone overwrote it), rather than
@@ -63,15 +76,25 @@ return out
 
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
+    client: redis::Client,
+    /// The shared subscriber connection, made on the first wait.
+    subscriber: AsyncMutex<Option<Subscriber>>,
     /// The URL with its password masked: the only form we ever print.
     redacted_url: String,
     op_timeout: Duration,
 }
 
 impl RedisBackend {
-    pub(crate) fn new(conn: ConnectionManager, redacted_url: String, op_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        conn: ConnectionManager,
+        client: redis::Client,
+        redacted_url: String,
+        op_timeout: Duration,
+    ) -> Self {
         RedisBackend {
             conn,
+            client,
+            subscriber: AsyncMutex::new(None),
             redacted_url,
             op_timeout,
         }
@@ -144,7 +167,12 @@ impl Backend for RedisBackend {
     fn release<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let deleted: i64 = RELEASE.key(key).arg(token).invoke_async(&mut conn).await?;
+            let deleted: i64 = RELEASE
+                .key(key)
+                .arg(token)
+                .arg(release_channel(key))
+                .invoke_async(&mut conn)
+                .await?;
             Ok(deleted == 1)
         })
     }
@@ -175,7 +203,114 @@ impl Backend for RedisBackend {
         })
     }
 
+    fn watch_releases<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<ReleaseWatch>> {
+        Box::pin(async move {
+            let (hub, control) = {
+                let mut slot = self.subscriber.lock().await;
+                if slot.as_ref().is_none_or(|s| s.task.is_finished()) {
+                    *slot = Some(Subscriber::connect(&self.client).await?);
+                }
+                let sub = slot.as_ref().expect("just set");
+                (Arc::clone(&sub.hub), sub.control.clone())
+            };
+            // Watch first, then subscribe: the caller's next acquire attempt comes after the
+            // subscription is confirmed, so no release can slip between the two.
+            let watch = hub.watch(key);
+            let (done, confirmed) = oneshot::channel();
+            control
+                .send(Control::Subscribe(key.to_owned(), done))
+                .map_err(|_| subscriber_gone())?;
+            confirmed.await.map_err(|_| subscriber_gone())??;
+            Ok(watch)
+        })
+    }
+
     fn op_timeout(&self) -> Duration {
         self.op_timeout
+    }
+}
+
+fn subscriber_gone() -> BackendError {
+    BackendError::Redis(redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "the release subscriber connection closed",
+    )))
+}
+
+/// Requests to the subscriber task, handled in order: an UNSUBSCRIBE queued before a
+/// SUBSCRIBE of the same channel cannot undo it.
+enum Control {
+    Subscribe(String, oneshot::Sender<BackendResult<()>>),
+    Unsubscribe(String),
+}
+
+/// One pub/sub connection per client, shared by every waiter of every key.
+struct Subscriber {
+    hub: Arc<ReleaseHub>,
+    control: mpsc::UnboundedSender<Control>,
+    task: AbortHandle,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Subscriber {
+    async fn connect(client: &redis::Client) -> BackendResult<Subscriber> {
+        let (sink, stream) = client.get_async_pubsub().await?.split();
+        let (control, requests) = mpsc::unbounded_channel();
+        let unsubscribe = control.clone();
+        let hub = Arc::new(ReleaseHub::with_on_idle(Box::new(move |key: &str| {
+            // The task may be gone already; then there is nothing to unsubscribe from.
+            let _ = unsubscribe.send(Control::Unsubscribe(key.to_owned()));
+        })));
+        let task = tokio::spawn(Subscriber::run(Arc::clone(&hub), sink, stream, requests));
+        Ok(Subscriber {
+            hub,
+            control,
+            task: task.abort_handle(),
+        })
+    }
+
+    async fn run(
+        hub: Arc<ReleaseHub>,
+        mut sink: PubSubSink,
+        mut stream: PubSubStream,
+        mut requests: mpsc::UnboundedReceiver<Control>,
+    ) {
+        loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(message) => {
+                        if let Some(key) = message.get_channel_name().strip_prefix(RELEASE_PREFIX) {
+                            hub.notify(key);
+                        }
+                    }
+                    None => break,
+                },
+                request = requests.recv() => match request {
+                    Some(Control::Subscribe(key, done)) => {
+                        let result = sink.subscribe(release_channel(&key)).await;
+                        let failed = result.is_err();
+                        let _ = done.send(result.map_err(BackendError::from));
+                        if failed {
+                            break;
+                        }
+                    }
+                    Some(Control::Unsubscribe(key)) => {
+                        if !hub.is_watched(&key) && sink.unsubscribe(release_channel(&key)).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        // The connection is gone: wake everyone so they fall back to polling; the next
+        // waiter opens a new connection.
+        tracing::debug!("release subscriber connection closed");
+        hub.notify_all();
     }
 }

@@ -1,0 +1,172 @@
+//! Release notifications for waiters: one hub per client that multiplexes every key being
+//! waited on.
+//!
+//! Each watched key has a generation counter. A waiter takes a [`ReleaseWatch`] *before* its
+//! next acquire attempt; a release observed after that bumps the counter, so the waiter's
+//! next `released().await` returns at once even if the release came before it started
+//! waiting. No wake-up is lost between "busy" and "sleep".
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+/// Called with a key when its last watcher goes away (e.g. to UNSUBSCRIBE).
+type OnIdle = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Watchers per key.
+#[derive(Default)]
+pub(crate) struct ReleaseHub {
+    slots: Mutex<HashMap<String, Slot>>,
+    on_idle: Option<OnIdle>,
+}
+
+impl std::fmt::Debug for ReleaseHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleaseHub")
+            .field("keys", &self.slots().len())
+            .finish()
+    }
+}
+
+struct Slot {
+    generation: watch::Sender<u64>,
+    watchers: usize,
+}
+
+impl ReleaseHub {
+    pub(crate) fn with_on_idle(on_idle: OnIdle) -> Self {
+        ReleaseHub {
+            slots: Mutex::default(),
+            on_idle: Some(on_idle),
+        }
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts watching `key`. Releases seen from now on wake the returned watch.
+    pub(crate) fn watch(self: &Arc<Self>, key: &str) -> ReleaseWatch {
+        let mut slots = self.slots();
+        let slot = slots.entry(key.to_owned()).or_insert_with(|| Slot {
+            generation: watch::Sender::new(0),
+            watchers: 0,
+        });
+        slot.watchers += 1;
+        let mut rx = slot.generation.subscribe();
+        rx.mark_unchanged();
+        ReleaseWatch {
+            rx,
+            hub: Arc::clone(self),
+            key: key.to_owned(),
+        }
+    }
+
+    /// Whether anyone is watching `key`.
+    pub(crate) fn is_watched(&self, key: &str) -> bool {
+        self.slots().contains_key(key)
+    }
+
+    /// Wakes the watchers of `key`.
+    pub(crate) fn notify(&self, key: &str) {
+        if let Some(slot) = self.slots().get(key) {
+            slot.generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Wakes every watcher: after the notification source failed, so they retry (and fall
+    /// back to polling) instead of waiting for news that will not come.
+    pub(crate) fn notify_all(&self) {
+        for slot in self.slots().values() {
+            slot.generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    fn unwatch(&self, key: &str) {
+        let mut slots = self.slots();
+        let idle = match slots.get_mut(key) {
+            Some(slot) => {
+                slot.watchers -= 1;
+                slot.watchers == 0
+            }
+            None => false,
+        };
+        if idle {
+            slots.remove(key);
+            drop(slots);
+            if let Some(on_idle) = &self.on_idle {
+                on_idle(key);
+            }
+        }
+    }
+}
+
+/// One waiter's interest in releases of one key.
+pub(crate) struct ReleaseWatch {
+    rx: watch::Receiver<u64>,
+    hub: Arc<ReleaseHub>,
+    key: String,
+}
+
+impl ReleaseWatch {
+    /// Resolves once a release of the key has been seen since the watch began or since the
+    /// last call returned.
+    pub(crate) async fn released(&mut self) {
+        if self.rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for ReleaseWatch {
+    fn drop(&mut self) {
+        self.hub.unwatch(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_release_before_the_wait_is_not_lost() {
+        let hub = Arc::new(ReleaseHub::default());
+        let mut w = hub.watch("k");
+        hub.notify("k"); // between the acquire attempt and the wait
+        tokio::time::timeout(Duration::from_secs(1), w.released())
+            .await
+            .expect("woken");
+    }
+
+    #[tokio::test]
+    async fn other_keys_do_not_wake() {
+        let hub = Arc::new(ReleaseHub::default());
+        let mut w = hub.watch("a");
+        hub.notify("b");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), w.released())
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_last_watcher_leaving_calls_on_idle_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        let hub = Arc::new(ReleaseHub::with_on_idle(Box::new(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })));
+        let a = hub.watch("k");
+        let b = hub.watch("k");
+        drop(a);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert!(hub.is_watched("k"));
+        drop(b);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(!hub.is_watched("k"));
+    }
+}
