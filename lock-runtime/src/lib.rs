@@ -49,6 +49,9 @@ mod request;
 #[doc(hidden)]
 pub mod __private;
 
+#[doc(inline)]
+pub use lock_macros::distributed_lock;
+
 pub use backoff::Backoff;
 pub use client::{ClientBuilder, LockClient};
 pub use context::{CurrentLock, current};
