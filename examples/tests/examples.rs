@@ -26,7 +26,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which lock server an example run should find.
 enum Backend<'a> {
-    /// Neither `REDIS_URL` nor `REDIS_SERVER`: it starts its own redis-server.
+    /// No `REDIS_URL`: it starts its own redis-server.
     Private,
     /// `REDIS_URL` pointing at this server.
     Url(&'a RedisServer),
@@ -36,7 +36,8 @@ enum Backend<'a> {
 
 impl Backend<'_> {
     fn configure(&self, command: &mut Command) {
-        command.env_remove("REDIS_URL").env_remove("REDIS_SERVER");
+        // REDIS_SERVER is left as it is for the private server (it may name valkey-server).
+        command.env_remove("REDIS_URL");
         match self {
             Backend::Private => {}
             Backend::Url(server) => {
@@ -276,7 +277,7 @@ fn check_order_service(backend: Backend) {
         .trim_end_matches(" ms")
         .parse()
         .unwrap();
-    run.check(p50 > 0.0 && p50 <= p99, "plausible latencies");
+    run.check(p99 > 0.0 && p50 <= p99, "plausible latencies");
     if busy > 0 {
         let body = run.value("a 409 body:");
         run.check(
@@ -339,7 +340,6 @@ impl ServiceProcess {
         let child = Command::new(ORDER_SERVICE)
             .args(["--port", "0", "--name", name])
             .env("REDIS_URL", server.url())
-            .env_remove("REDIS_SERVER")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

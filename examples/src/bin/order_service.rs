@@ -16,10 +16,10 @@
 //!
 //! With no arguments it starts TWO replicas on two ports, each with its own connections to
 //! one lock server, fires several hundred concurrent settle requests at them through a real
-//! HTTP client (alternating replicas), then reads the settlements back from the shared
-//! state (Redis, when there is Redis) and checks that no order was settled twice. It reports
-//! the requests, the 201/200/409/503 counts and the p50/p99 latency, and exits non-zero on a
-//! double (or missing) settlement.
+//! HTTP client (every order gets requests on both replicas), then reads the settlements back
+//! from the shared state (Redis, when there is Redis) and checks that no order was settled
+//! twice. It reports the requests, the 201/200/409/503 counts and the p50/p99 latency, and
+//! exits non-zero on a double (or missing) settlement.
 //!
 //! Run it:
 //!
@@ -78,7 +78,7 @@ struct Keys {
     orders: String,
     /// Hash: order id -> how many times it was settled (must never exceed 1).
     settlements: String,
-    /// List: "<order id> <replica>" for every settlement, in order.
+    /// List: `"<order id> <replica>"` for every settlement, in order.
     log: String,
 }
 

@@ -50,7 +50,7 @@ const MAX_TIMER_JITTER_MS: u64 = 80;
 struct Keys {
     /// Hash: tick -> how many times it ran (must be exactly 1).
     runs: String,
-    /// List: "<tick> <replica>" for every run, in order.
+    /// List: `"<tick> <replica>"` for every run, in order.
     log: String,
 }
 
