@@ -150,7 +150,8 @@ fn placeholder_expr(
     fn_name: &Ident,
 ) -> syn::Result<TokenStream> {
     let span = template_span(lit, &placeholder.bytes);
-    let written = format!("{{{}}}", placeholder.path());
+    // As the user wrote it, brackets and spacing included.
+    let written = lit.value()[placeholder.bytes.clone()].to_owned();
     let root = if placeholder.root == "self" {
         if params.receiver.is_none() {
             return Err(syn::Error::new(
@@ -178,8 +179,8 @@ fn placeholder_expr(
                 format!(
                     "placeholder `{written}` names `{wanted}`, which is bound inside a \
                      destructuring pattern of `{fn_name}`; placeholders can only name a whole \
-                     parameter: bind it to a name (`pair: (u8, u8)`) and use its fields \
-                     (`{{pair.0}}`)"
+                     parameter: give the parameter a name and reach into it with a field path, \
+                     as in `{{order.id}}` or `{{pair.0}}`"
                 ),
             ));
         } else {
@@ -277,7 +278,10 @@ fn duration(d: Duration) -> TokenStream {
 struct Output {
     /// The type as written, with `impl Trait` replaced by `_`.
     ty: TokenStream,
-    /// Where errors about it should point.
+    /// Where errors about it point: the type's name (`Result` in
+    /// `io::Result<u8>`). A single token, because the compiler merges
+    /// identical errors only at identical spans, and a span covering several
+    /// tokens cannot be made on stable.
     span: Span,
     /// Whether `ty` names the type completely (no `_`), so it can be
     /// checked with `assert_lock_result::<ty>()`.
@@ -289,9 +293,16 @@ impl Output {
         let (ty_tokens, complete) = erase_impl_trait(ty);
         Output {
             ty: ty_tokens,
-            span: ty.span(),
+            span: name_span(ty),
             complete,
         }
+    }
+
+    /// The type with every token at `self.span`, for the checks: the
+    /// assertion and the `run_locked` call then fail at the same span and
+    /// the user sees one error.
+    fn checked_ty(&self) -> TokenStream {
+        respan(self.ty.clone(), self.span)
     }
 
     fn of_fn(output: &ReturnType, fn_name: &Ident) -> Output {
@@ -303,6 +314,19 @@ impl Output {
                 complete: true,
             },
         }
+    }
+}
+
+fn name_span(ty: &Type) -> Span {
+    match ty {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .map_or_else(|| ty.span(), |s| s.ident.span()),
+        Type::Group(group) => name_span(&group.elem),
+        Type::Paren(paren) => name_span(&paren.elem),
+        _ => ty.span(),
     }
 }
 
@@ -356,13 +380,7 @@ fn erase_in(tokens: TokenStream, complete: &mut bool) -> TokenStream {
 }
 
 fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) -> TokenStream {
-    let LockedFn {
-        attrs,
-        vis,
-        defaultness,
-        sig,
-        body,
-    } = func;
+    let LockedFn { head, sig, body } = func;
     let krate = &config.krate;
     // Generated locals live in their own hygiene context: a user parameter
     // or body variable called `spec` or `__lock_spec` cannot see or shadow them.
@@ -392,7 +410,7 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
     // the return type so that is where a non-`Result` return is reported.
     let assertion = output.as_ref().filter(|o| o.complete).map(|output| {
         let krate = respan(krate.to_token_stream(), output.span);
-        let ty = &output.ty;
+        let ty = output.checked_ty();
         quote_spanned! {output.span=>
             #krate::__private::assert_lock_result::<#ty>();
         }
@@ -407,6 +425,26 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
             }
         }
     });
+    // `run_locked` has the same `LockResult` bound as the assertion. Given
+    // the same type, written with the same tokens, the compiler reports a
+    // wrong return type once, at the return type, rather than once more at
+    // the attribute.
+    let call_span = output.as_ref().map_or_else(Span::call_site, |o| o.span);
+    let run_locked = {
+        let path = respan(quote!(#krate::__private::run_locked), call_span);
+        match &output {
+            Some(output) if output.complete => {
+                let ty = output.checked_ty();
+                quote_spanned!(call_span=> #path::<#ty, _>)
+            }
+            _ => path,
+        }
+    };
+    let locked_call = |future: TokenStream| {
+        quote_spanned! {call_span=>
+            #run_locked(#client, #spec, #future).await
+        }
+    };
     let prelude = quote! {
         let #spec = #krate::__private::Spec {
             key: #key,
@@ -427,14 +465,13 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
         Shape::Async => {
             let mut user_block = Group::new(Delimiter::Brace, stmts);
             user_block.set_span(brace.span.join());
-            quote! {
-                #prelude
-                #krate::__private::run_locked(#client, #spec, async move {
+            let call = locked_call(quote! {
+                async move {
                     #typing
                     #user_block
-                })
-                .await
-            }
+                }
+            });
+            quote!(#prelude #call)
         }
         Shape::ReturnsAsyncBlock(mut tail) => {
             let slot = tail.async_block_mut();
@@ -444,14 +481,16 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
             let attrs = &block.attrs;
             let capture = &block.capture;
             let inner = &block.block;
+            let call = locked_call(quote! {
+                async #capture {
+                    #typing
+                    #inner
+                }
+            });
             let locked = quote! {
                 #(#attrs)* async #capture {
                     #prelude
-                    #krate::__private::run_locked(#client, #spec, async #capture {
-                        #typing
-                        #inner
-                    })
-                    .await
+                    #call
                 }
             };
             *slot = Expr::Verbatim(locked);
@@ -461,8 +500,7 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
     };
 
     quote! {
-        #(#attrs)*
-        #vis #defaultness #sig {
+        #head {
             #(#inner_attrs)*
             #new_body
         }
@@ -600,7 +638,7 @@ mod tests {
             ),
         );
         let head = normalized(
-            quote!(#[doc = "d"] pub(crate) async unsafe fn f<T: Send>(t: T) -> Result<T, E> where T: Clone),
+            quote!(#[doc = "d"] pub(crate) async unsafe fn f<T: Send>(t: T) -> Result<T, E> where T: Clone,),
         );
         let inner_attr = normalized(quote!(#![allow(unused)]));
         assert!(out.starts_with(&format!("{head} {{ {inner_attr}")), "{out}");

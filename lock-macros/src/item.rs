@@ -2,6 +2,7 @@
 //! own tokens, find the parameters, and locate the code to run locked.
 
 use proc_macro2::{Span, TokenStream};
+use syn::buffer::Cursor;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::visit::Visit;
@@ -14,9 +15,10 @@ use crate::errors::Errors;
 
 /// A function with a body, as written.
 pub(crate) struct LockedFn {
-    pub attrs: Vec<Attribute>,
-    pub vis: Visibility,
-    pub defaultness: Option<Token![default]>,
+    /// Attributes, visibility and signature: the tokens exactly as written,
+    /// re-emitted unchanged, so every span stays where the user put it.
+    pub head: TokenStream,
+    /// The signature, parsed, for looking at (never re-printed).
     pub sig: Signature,
     pub body: Body,
 }
@@ -32,9 +34,10 @@ pub(crate) struct Body {
 
 impl Parse for LockedFn {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let attrs = input.call(Attribute::parse_outer)?;
-        let vis: Visibility = input.parse()?;
-        let defaultness: Option<Token![default]> = input.parse()?;
+        let start = input.cursor();
+        input.call(Attribute::parse_outer)?;
+        input.parse::<Visibility>()?;
+        input.parse::<Option<Token![default]>>()?;
         if !peek_signature(input) {
             return Err(syn::Error::new(
                 input.span(),
@@ -42,6 +45,7 @@ impl Parse for LockedFn {
             ));
         }
         let sig: Signature = input.parse()?;
+        let head = tokens_between(start, input.cursor());
         if input.peek(Token![;]) {
             return Err(syn::Error::new(
                 sig.ident.span(),
@@ -54,9 +58,7 @@ impl Parse for LockedFn {
         let inner_attrs = content.call(Attribute::parse_inner)?;
         let stmts = content.parse()?;
         Ok(LockedFn {
-            attrs,
-            vis,
-            defaultness,
+            head,
             sig,
             body: Body {
                 brace,
@@ -65,6 +67,18 @@ impl Parse for LockedFn {
             },
         })
     }
+}
+
+fn tokens_between(mut from: Cursor, to: Cursor) -> TokenStream {
+    let mut tokens = TokenStream::new();
+    while from < to {
+        let Some((tree, next)) = from.token_tree() else {
+            break;
+        };
+        tokens.extend([tree]);
+        from = next;
+    }
+    tokens
 }
 
 /// `const`? `async`? `unsafe`? `extern "abi"`? `fn`

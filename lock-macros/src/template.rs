@@ -43,18 +43,6 @@ pub(crate) struct Placeholder {
     pub bytes: Range<usize>,
 }
 
-impl Placeholder {
-    /// The path as the user would write it in Rust: `order.id`.
-    pub fn path(&self) -> String {
-        let mut path = self.root.clone();
-        for field in &self.fields {
-            path.push('.');
-            path.push_str(field);
-        }
-        path
-    }
-}
-
 /// A problem in a template, with its position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TemplateError {
@@ -440,14 +428,6 @@ mod tests {
     fn raw_identifiers() {
         assert_eq!(ok("{r#type}"), [ph("r#type", 0..8)]);
         assert_eq!(ok("{a.r#match}"), [ph("a.r#match", 0..11)]);
-    }
-
-    #[test]
-    fn placeholder_path_is_rust_syntax() {
-        let Segment::Placeholder(p) = &ok("{ a . b . 0 }")[0] else {
-            panic!("not a placeholder")
-        };
-        assert_eq!(p.path(), "a.b.0");
     }
 
     #[test]
