@@ -1,1 +1,1 @@
-//! Compile tests of `#[distributed_lock]` live in `tests/`.
+//! Compile tests of `#[distributed_lock]` live in `tests/`: see the README.

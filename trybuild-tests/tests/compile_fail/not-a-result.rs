@@ -1,0 +1,8 @@
+use lock_runtime::distributed_lock;
+
+#[distributed_lock(key = "order:{id}")]
+async fn settle(id: u64) -> u64 {
+    id
+}
+
+fn main() {}

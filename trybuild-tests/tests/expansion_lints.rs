@@ -1,0 +1,89 @@
+//! The expansion must not trip lints in the user's crate: this file uses
+//! the attribute in its common shapes under `deny(warnings)` and clippy's
+//! pedantic and nursery groups, and `cargo clippy --all-targets` checks it.
+#![deny(warnings, clippy::all, clippy::pedantic, clippy::nursery)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use lock_runtime::{LockClient, LockError, distributed_lock};
+
+struct Order {
+    id: u64,
+}
+
+struct Service {
+    tenant: String,
+    locks: LockClient,
+}
+
+#[distributed_lock(key = "order:<id>", ttl = "10s")]
+async fn settle(id: u64, amount: u64) -> Result<u64, LockError> {
+    Ok(id + amount)
+}
+
+#[distributed_lock(key = "constant")]
+async fn constant() -> Result<(), LockError> {
+    Ok(())
+}
+
+#[distributed_lock(key = format!("batch:{}", ids.len()))]
+async fn batch(ids: Vec<u64>) -> Result<usize, LockError> {
+    Ok(ids.len())
+}
+
+#[distributed_lock(key = "parse:{text}")]
+async fn parse(text: &str) -> anyhow::Result<u64> {
+    let n = text.parse::<u64>()?;
+    if n == 0 {
+        return Ok(1);
+    }
+    Ok(n)
+}
+
+impl Service {
+    #[distributed_lock(key = "{self.tenant}:{order.id}", wait = "2s", fencing, client = &self.locks)]
+    async fn ship(&self, order: &Order) -> Result<u64, LockError> {
+        Ok(order.id)
+    }
+
+    #[distributed_lock(key = "{self.tenant}", client = self.locks.clone())]
+    async fn by_arc(self: Arc<Self>) -> Result<String, LockError> {
+        Ok(self.tenant.clone())
+    }
+}
+
+#[async_trait]
+trait Ship {
+    async fn ship_boxed(&self, id: u64) -> Result<u64, LockError>;
+}
+
+#[async_trait]
+impl Ship for Service {
+    #[distributed_lock(key = "{self.tenant}:{id}", client = &self.locks)]
+    async fn ship_boxed(&self, id: u64) -> Result<u64, LockError> {
+        Ok(id)
+    }
+}
+
+#[test]
+fn expansion_is_lint_clean_and_runs() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        LockClient::in_memory().install_global();
+        assert_eq!(settle(1, 2).await.unwrap(), 3);
+        constant().await.unwrap();
+        assert_eq!(batch(vec![1, 2]).await.unwrap(), 2);
+        assert_eq!(parse("0").await.unwrap(), 1);
+        let service = Arc::new(Service {
+            tenant: "t".into(),
+            locks: LockClient::in_memory(),
+        });
+        assert_eq!(service.ship(&Order { id: 4 }).await.unwrap(), 4);
+        assert_eq!(service.ship_boxed(5).await.unwrap(), 5);
+        assert_eq!(Arc::clone(&service).by_arc().await.unwrap(), "t");
+    });
+}
