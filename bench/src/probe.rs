@@ -1,0 +1,525 @@
+//! What the server counted, what this process uses, and what machine this is.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use lock_tests::RedisServer;
+
+use crate::Res;
+
+/// A synchronous side connection to the benchmark's server, for counters and cleanup.
+/// It is never used while something is being timed.
+pub struct Probe {
+    con: redis::Connection,
+}
+
+/// Server counters since the last `CONFIG RESETSTAT`.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// `INFO commandstats`: calls per command name (`evalsha`, `set`, `config|resetstat`..).
+    pub calls: BTreeMap<String, u64>,
+    /// `INFO commandstats`: server CPU time per command name, in microseconds.
+    pub usec: BTreeMap<String, u64>,
+    /// `INFO stats` `total_connections_received`.
+    pub connections: u64,
+}
+
+impl Counters {
+    /// Calls of `name` (lower case, as Redis names it).
+    pub fn get(&self, name: &str) -> u64 {
+        self.calls.get(name).copied().unwrap_or(0)
+    }
+
+    /// Every command except the probe's own (`INFO`, `CONFIG ...`): what the clients sent.
+    pub fn client_commands(&self) -> u64 {
+        self.calls
+            .iter()
+            .filter(|(name, _)| is_client_command(name))
+            .map(|(_, calls)| calls)
+            .sum()
+    }
+
+    /// Server time spent in every client command, in microseconds.
+    pub fn client_usec(&self) -> u64 {
+        self.usec
+            .iter()
+            .filter(|(name, _)| is_client_command(name))
+            .map(|(_, usec)| usec)
+            .sum()
+    }
+
+    /// Mean server time per call of `name`, in microseconds.
+    pub fn usec_per_call(&self, name: &str) -> f64 {
+        self.usec.get(name).copied().unwrap_or(0) as f64 / self.get(name).max(1) as f64
+    }
+
+    /// Calls of top-level commands, given which share of each command was top-level.
+    pub fn top_level_calls(&self, accounting: &Accounting) -> f64 {
+        self.calls
+            .iter()
+            .filter(|(name, _)| is_client_command(name))
+            .map(|(name, calls)| *calls as f64 * accounting.top_level_share(name))
+            .sum()
+    }
+
+    /// Script calls: `EVALSHA` plus `EVAL`.
+    pub fn script_calls(&self) -> u64 {
+        self.get("evalsha") + self.get("eval")
+    }
+
+    /// A short account of the client commands, e.g. `evalsha 20000, set 1`.
+    pub fn breakdown(&self) -> String {
+        let parts: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(name, _)| is_client_command(name))
+            .map(|(name, calls)| format!("{} {calls}", name.to_uppercase()))
+            .collect();
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+impl Counters {
+    /// Server time in the clients' top-level commands, in microseconds. A script's own
+    /// time already includes the commands it calls, which Redis also counts on their own;
+    /// `accounting` says which share of each command's calls was top-level.
+    pub fn top_level_usec(&self, accounting: &Accounting) -> f64 {
+        self.usec
+            .iter()
+            .filter(|(name, _)| is_client_command(name))
+            .map(|(name, usec)| *usec as f64 * accounting.top_level_share(name))
+            .sum()
+    }
+}
+
+/// Commands seen by `MONITOR` during an untimed pass of a workload: the top-level ones
+/// (each one a request and a reply: a round trip, pipelined or not) apart from those a
+/// script ran inside the server (`[0 lua]`), which `INFO commandstats` cannot tell apart.
+#[derive(Debug, Clone, Default)]
+pub struct Accounting {
+    /// Cycles (or rounds) the pass ran.
+    pub cycles: usize,
+    /// Top-level commands by name.
+    pub top: BTreeMap<String, u64>,
+    /// Commands run by scripts, by name.
+    pub inner: BTreeMap<String, u64>,
+}
+
+impl Accounting {
+    /// Top-level commands per cycle.
+    pub fn per_cycle(&self) -> f64 {
+        self.top.values().sum::<u64>() as f64 / self.cycles.max(1) as f64
+    }
+
+    /// Top-level commands per cycle by name, e.g. `EVALSHA 2`.
+    pub fn breakdown(&self) -> String {
+        per_cycle_breakdown(&self.top, self.cycles)
+    }
+
+    /// Script-run commands per cycle by name, e.g. `GET 1, DEL 1`.
+    pub fn inner_breakdown(&self) -> String {
+        per_cycle_breakdown(&self.inner, self.cycles)
+    }
+
+    /// Which share of the calls of `name` were top-level (1 if it was not seen at all).
+    fn top_level_share(&self, name: &str) -> f64 {
+        let top = self.top.get(name).copied().unwrap_or(0) as f64;
+        let inner = self.inner.get(name).copied().unwrap_or(0) as f64;
+        if top + inner == 0.0 {
+            1.0
+        } else {
+            top / (top + inner)
+        }
+    }
+}
+
+fn per_cycle_breakdown(calls: &BTreeMap<String, u64>, cycles: usize) -> String {
+    let parts: Vec<String> = calls
+        .iter()
+        .map(|(name, n)| {
+            let per_cycle = *n as f64 / cycles.max(1) as f64;
+            format!("{} {}", name.to_uppercase(), crate::report::sig3(per_cycle))
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The marker `ECHO`ed to tell the monitor thread that a pass is over.
+const MONITOR_END: &str = "lock-bench-monitor-end";
+
+/// What the monitor thread hands back: top-level and script-run commands by name.
+type Seen = (BTreeMap<String, u64>, BTreeMap<String, u64>);
+
+/// A `MONITOR` connection, read by a thread of its own, while an accounting pass runs.
+pub struct Monitor {
+    reader: JoinHandle<Res<Seen>>,
+}
+
+impl Monitor {
+    /// Connects to the server at 127.0.0.1:`port` and starts monitoring; every command the
+    /// server runs from now on is seen.
+    pub fn start(port: u16) -> Res<Monitor> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.write_all(b"MONITOR\r\n")?;
+        let mut reader = BufReader::new(stream);
+        let mut ok = String::new();
+        reader.read_line(&mut ok)?;
+        if ok.trim_end() != "+OK" {
+            return Err(format!("MONITOR answered {ok:?}").into());
+        }
+        let reader = thread::spawn(move || {
+            let (mut top, mut inner) = (BTreeMap::new(), BTreeMap::new());
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line)? == 0 {
+                    return Err("the MONITOR connection closed".into());
+                }
+                let line = String::from_utf8_lossy(&line);
+                let Some((source, name)) = parse_monitor_line(&line) else {
+                    continue;
+                };
+                if name == "echo" && line.contains(MONITOR_END) {
+                    return Ok((top, inner));
+                }
+                if !is_client_command(&name) || name == "flushall" {
+                    continue;
+                }
+                let seen = if source == "lua" {
+                    &mut inner
+                } else {
+                    &mut top
+                };
+                *seen.entry(name).or_insert(0) += 1;
+            }
+        });
+        Ok(Monitor { reader })
+    }
+
+    /// Ends the pass (through `probe`, so that every command sent before is seen first) and
+    /// returns what was counted over `cycles` cycles.
+    pub fn finish(self, probe: &mut Probe, cycles: usize) -> Res<Accounting> {
+        redis::cmd("ECHO").arg(MONITOR_END).exec(&mut probe.con)?;
+        let (top, inner) = self
+            .reader
+            .join()
+            .map_err(|_| "the MONITOR thread panicked")??;
+        Ok(Accounting { cycles, top, inner })
+    }
+}
+
+/// From `+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "..."`, the source (`lua`, or the
+/// client's address) and the lower-cased command name.
+fn parse_monitor_line(line: &str) -> Option<(String, String)> {
+    let open = line.find('[')?;
+    let close = open + line[open..].find(']')?;
+    let source = line[open + 1..close].split_whitespace().nth(1)?.to_owned();
+    let rest = &line[close + 1..];
+    let start = rest.find('"')? + 1;
+    let len = rest[start..].find('"')?;
+    Some((source, rest[start..start + len].to_ascii_lowercase()))
+}
+
+/// Whether a command counts as the clients': everything but the probe's `INFO` and `CONFIG`.
+fn is_client_command(name: &str) -> bool {
+    name != "info" && !name.starts_with("config")
+}
+
+impl Probe {
+    /// Opens the side connection.
+    pub fn new(server: &RedisServer) -> Res<Self> {
+        Ok(Probe {
+            con: server.connection()?,
+        })
+    }
+
+    /// `CONFIG RESETSTAT`: zeroes command and connection counters.
+    pub fn reset(&mut self) -> Res<()> {
+        redis::cmd("CONFIG").arg("RESETSTAT").exec(&mut self.con)?;
+        Ok(())
+    }
+
+    /// The counters since the last [`reset`](Probe::reset).
+    pub fn counters(&mut self) -> Res<Counters> {
+        let text: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.con)?;
+        let (mut calls, mut usec) = (BTreeMap::new(), BTreeMap::new());
+        for line in text.lines() {
+            // cmdstat_evalsha:calls=10,usec=52,usec_per_call=5.20,rejected_calls=0,failed_calls=0
+            let Some((name, fields)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let field = |key: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| format!("unexpected commandstats line: {line}"))
+            };
+            calls.insert(name.to_owned(), field("calls")?);
+            usec.insert(name.to_owned(), field("usec")?);
+        }
+        let stats: String = redis::cmd("INFO").arg("stats").query(&mut self.con)?;
+        let connections = info_field(&stats, "total_connections_received")
+            .and_then(|v| v.parse().ok())
+            .ok_or("INFO stats has no total_connections_received")?;
+        Ok(Counters {
+            calls,
+            usec,
+            connections,
+        })
+    }
+
+    /// Removes every key, so that one measurement leaves nothing to the next.
+    pub fn flush(&mut self) -> Res<()> {
+        redis::cmd("FLUSHALL").exec(&mut self.con)?;
+        Ok(())
+    }
+
+    /// The server's `redis_version`.
+    pub fn redis_version(&mut self) -> Res<String> {
+        let info: String = redis::cmd("INFO").arg("server").query(&mut self.con)?;
+        Ok(info_field(&info, "redis_version")
+            .unwrap_or("unknown")
+            .to_owned())
+    }
+}
+
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// The benchmark server's pid, for [`Cpu::now`].
+pub static SERVER_PID: OnceLock<u32> = OnceLock::new();
+
+/// CPU time (user + system, all threads) of this process and of the server, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    /// This process: the client under test (and the bench's own bookkeeping).
+    pub client: f64,
+    /// redis-server.
+    pub server: f64,
+}
+
+impl Cpu {
+    /// The CPU time used so far.
+    pub fn now() -> Cpu {
+        Cpu {
+            client: cpu_seconds("self").unwrap_or(f64::NAN),
+            server: SERVER_PID
+                .get()
+                .and_then(|pid| cpu_seconds(&pid.to_string()))
+                .unwrap_or(f64::NAN),
+        }
+    }
+
+    /// The CPU time used since `earlier`.
+    pub fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            client: self.client - earlier.client,
+            server: self.server - earlier.server,
+        }
+    }
+}
+
+/// `utime + stime` of `/proc/<pid>/stat`, in seconds. Linux reports them in clock ticks of
+/// 1/100 s (`USER_HZ`), which is what this assumes.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses: state is field 3, utime 14.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
+/// This process's resident set size, from `/proc/self/status` (`VmRSS`), in bytes.
+pub fn rss_bytes() -> Res<u64> {
+    let status = fs::read_to_string("/proc/self/status")?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmRSS line in /proc/self/status")?;
+    Ok(kib * 1024)
+}
+
+/// The machine the figures were taken on.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// `model name` from `/proc/cpuinfo`.
+    pub cpu: String,
+    /// Logical CPUs listed in `/proc/cpuinfo`.
+    pub cpus: usize,
+    /// What the standard library says this process may use.
+    pub parallelism: usize,
+    /// `uname -sr`, or "unknown".
+    pub kernel: String,
+    /// The 1, 5 and 15 minute load averages, when the run started.
+    pub load_at_start: String,
+}
+
+impl Machine {
+    /// Reads `/proc/cpuinfo`, `/proc/loadavg` and `uname`.
+    pub fn detect() -> Machine {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let cpus = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let kernel = Command::new("uname")
+            .arg("-sr")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Machine {
+            cpu,
+            cpus,
+            parallelism,
+            kernel,
+            load_at_start: load_average(),
+        }
+    }
+}
+
+/// The first three fields of `/proc/loadavg`.
+pub fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// The 1-minute load average, if it can be read.
+pub fn load_1min() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The commit the workspace is at, with `+dirty` when lock-runtime has uncommitted changes.
+pub fn source_revision() -> String {
+    let root = crate::workspace_root();
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(&root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+    };
+    let Some(rev) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".to_owned();
+    };
+    let dirty = git(&["status", "--porcelain", "--", "lock-runtime", "lock-macros"])
+        .is_some_and(|s| !s.trim().is_empty());
+    format!(
+        "{}{}",
+        rev.trim(),
+        if dirty {
+            " + uncommitted changes to lock-runtime/lock-macros"
+        } else {
+            ""
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_info_fields() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nprocess_id:1\r\n";
+        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
+        assert_eq!(info_field(info, "redis"), None);
+    }
+
+    #[test]
+    fn counts_client_commands_only() {
+        let mut c = Counters::default();
+        c.calls.insert("evalsha".into(), 10);
+        c.calls.insert("eval".into(), 1);
+        c.calls.insert("info".into(), 3);
+        c.calls.insert("config|resetstat".into(), 1);
+        assert_eq!(c.client_commands(), 11);
+        assert_eq!(c.script_calls(), 11);
+        assert_eq!(c.breakdown(), "EVAL 1, EVALSHA 10");
+    }
+
+    #[test]
+    fn parses_monitor_lines() {
+        assert_eq!(
+            parse_monitor_line(
+                "+1795300407.192889 [0 127.0.0.1:55142] \"EVALSHA\" \"ab\" \"1\"\r\n"
+            ),
+            Some(("127.0.0.1:55142".to_owned(), "evalsha".to_owned()))
+        );
+        assert_eq!(
+            parse_monitor_line("+1795300407.192940 [0 lua] \"set\" \"a\" \"1\"\r\n"),
+            Some(("lua".to_owned(), "set".to_owned()))
+        );
+        assert_eq!(parse_monitor_line("+OK\r\n"), None);
+    }
+
+    #[test]
+    fn splits_server_time_by_top_level_share() {
+        let mut c = Counters::default();
+        c.usec.insert("evalsha".into(), 100);
+        c.usec.insert("set".into(), 10);
+        c.usec.insert("info".into(), 1000);
+        let mut a = Accounting {
+            cycles: 1,
+            ..Accounting::default()
+        };
+        a.top.insert("evalsha".into(), 2);
+        a.inner.insert("set".into(), 1);
+        assert_eq!(c.top_level_usec(&a), 100.0);
+        a.top.insert("set".into(), 1);
+        assert_eq!(c.top_level_usec(&a), 105.0);
+        assert_eq!(a.per_cycle(), 3.0);
+    }
+
+    #[test]
+    fn reads_own_cpu_time() {
+        let t = cpu_seconds("self").unwrap();
+        assert!(t >= 0.0);
+    }
+
+    #[test]
+    fn rss_is_positive() {
+        assert!(rss_bytes().unwrap() > 0);
+    }
+}

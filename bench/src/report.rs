@@ -1,0 +1,1252 @@
+//! BENCHMARKS.md, the plots beside it, and `bench/results.tsv` (every figure as a number,
+//! for the quick-mode test and for scripts).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::P3;
+use crate::ours::{Form, HeldLocks};
+use crate::plots::{Bar, BarPanel, CdfSeries};
+use crate::workload::{Handoff, MIN_WAITER_HEAD_START, TTL};
+use crate::{BENCH_SET_CLIENTS, Lib, P1, P2, P2_KEYS, P2_TASKS, Res, Results, plots};
+
+/// Where the plots go, relative to the output root.
+pub const PLOTS_DIR: &str = "bench/plots";
+/// The P3 CDF.
+pub const CDF_FILE: &str = "p3_handoff_cdf.svg";
+/// The P1 and P2 bars.
+pub const BARS_FILE: &str = "p1_p2_bars.svg";
+/// Machine-readable figures, relative to the output root.
+pub const RESULTS_FILE: &str = "bench/results.tsv";
+
+/// The regenerate command printed at the top.
+const REGENERATE: &str = "cargo run --release -p lock-bench";
+
+// Goals, from the issue.
+const P1_MAX_RTT: f64 = 2.3;
+const P2_MIN_SET: f64 = 0.4;
+const P3_MAX_RTT: f64 = 5.0;
+const P4_MAX_RT_PER_100: f64 = 1.0;
+const P4_MAX_RSS: f64 = 1024.0;
+const P5_MAX_RATIO: f64 = 1.05;
+
+impl Results {
+    /// P1 of `lib`.
+    pub fn p1(&self, lib: Lib) -> &P1 {
+        self.p1
+            .iter()
+            .find(|r| r.lib == lib)
+            .expect("P1 measured for every library")
+    }
+
+    /// P2 of `lib`.
+    pub fn p2(&self, lib: Lib) -> &P2 {
+        self.p2
+            .iter()
+            .find(|r| r.lib == lib)
+            .expect("P2 measured for every library")
+    }
+
+    /// P3 of `lib`.
+    pub fn p3(&self, lib: Lib) -> &Handoff {
+        &self.p3_row(lib).handoff
+    }
+
+    /// P3 of `lib`, with the server's counts.
+    pub fn p3_row(&self, lib: Lib) -> &P3 {
+        self.p3
+            .iter()
+            .find(|r| r.lib == lib)
+            .expect("P3 measured for every library")
+    }
+
+    /// The round trip the goals are stated in: our own PING p50, microseconds.
+    pub fn rtt(&self) -> f64 {
+        self.floor.ping.p50
+    }
+
+    /// The SET throughput P2 is divided by: redis-benchmark's, or, without it, ours.
+    pub fn set_floor(&self) -> (f64, &'static str) {
+        match &self.floor.bench_set {
+            Some(b) => (b.rps, "redis-benchmark SET"),
+            None => (
+                self.floor.set.per_sec,
+                "redis-rs SET (redis-benchmark missing)",
+            ),
+        }
+    }
+}
+
+/// One goal from the issue, evaluated.
+struct Goal {
+    name: &'static str,
+    target: String,
+    measured: String,
+    pass: bool,
+    /// Shown instead of PASS/MISS when set.
+    status_note: Option<String>,
+}
+
+impl Goal {
+    fn status(&self) -> String {
+        let verdict = if self.pass { "PASS" } else { "MISS" };
+        match &self.status_note {
+            Some(note) => format!("{note} ({verdict})"),
+            None => verdict.to_owned(),
+        }
+    }
+}
+
+fn goals(r: &Results) -> Vec<Goal> {
+    let rtt = r.rtt();
+    let p1 = r.p1(Lib::Ours).cycle.mean;
+    let p2 = r.p2(Lib::Ours).throughput.per_sec;
+    let (set, set_name) = r.set_floor();
+    let p3 = r.p3(Lib::Ours).latency.p50;
+    let p4 = &r.p4;
+    let p5 = &r.p5;
+    let peers = [Lib::Rslock, Lib::Redlock];
+    let ahead = |ours: f64, theirs: &dyn Fn(Lib) -> f64, lower_is_better: bool| {
+        peers.iter().all(|&l| {
+            if lower_is_better {
+                ours < theirs(l)
+            } else {
+                ours > theirs(l)
+            }
+        })
+    };
+    let vs_peers = |unit: &dyn Fn(f64) -> String, theirs: &dyn Fn(Lib) -> f64| {
+        peers
+            .iter()
+            .map(|&l| format!("{} {}", l.name(), unit(theirs(l))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        Goal {
+            name: "P1 uncontended acquire + release",
+            target: format!("≤ {P1_MAX_RTT} × PING RTT"),
+            measured: format!(
+                "{} ({} per cycle / PING p50 {})",
+                times(p1 / rtt),
+                dur(p1),
+                dur(rtt)
+            ),
+            pass: p1 / rtt <= P1_MAX_RTT,
+            status_note: None,
+        },
+        Goal {
+            name: "P2 throughput, 64 tasks, 1,000 keys",
+            target: format!("≥ {P2_MIN_SET} × {set_name}"),
+            measured: format!(
+                "{} ({} cycles/s / {} SET/s)",
+                times(p2 / set),
+                count(p2),
+                count(set)
+            ),
+            pass: p2 / set >= P2_MIN_SET,
+            status_note: None,
+        },
+        Goal {
+            name: "P3 contended hand-off p50",
+            target: format!("≤ {P3_MAX_RTT} × PING RTT"),
+            measured: format!("{} (p50 {})", times(p3 / rtt), dur(p3)),
+            pass: p3 / rtt <= P3_MAX_RTT,
+            status_note: None,
+        },
+        Goal {
+            name: "P4 renewal round trips",
+            target: format!("≤ {P4_MAX_RT_PER_100} per 100 held locks per tick"),
+            measured: format!(
+                "{} per 100 locks per tick ({} renewal commands per tick, {} locks)",
+                sig3(p4.round_trips_per_100_per_tick()),
+                count(p4.renewals_per_tick()),
+                count(p4.config.locks as f64)
+            ),
+            pass: p4.round_trips_per_100_per_tick() <= P4_MAX_RT_PER_100,
+            status_note: None,
+        },
+        Goal {
+            name: "P4 memory per held lock",
+            target: "≤ 1 KiB RSS".to_owned(),
+            measured: format!("{} B", count(p4.rss_per_lock())),
+            pass: p4.rss_per_lock() <= P4_MAX_RSS,
+            status_note: None,
+        },
+        Goal {
+            name: "P5 `#[distributed_lock]` / manual guard",
+            target: format!("≤ {P5_MAX_RATIO}"),
+            measured: format!(
+                "{:.3} ({} / {} per cycle)",
+                p5.ratio,
+                dur(p5.mean(Form::Attribute)),
+                dur(p5.mean(Form::Manual))
+            ),
+            pass: p5.ratio <= P5_MAX_RATIO,
+            status_note: None,
+        },
+        Goal {
+            name: "P1 ahead of both peers",
+            target: "lower time per cycle".to_owned(),
+            measured: format!(
+                "{} vs {}",
+                dur(p1),
+                vs_peers(&|v| dur(v), &|l| r.p1(l).cycle.mean)
+            ),
+            pass: ahead(p1, &|l| r.p1(l).cycle.mean, true),
+            status_note: None,
+        },
+        Goal {
+            name: "P2 ahead of both peers",
+            target: "more cycles/s".to_owned(),
+            measured: format!(
+                "{} vs {}",
+                count(p2),
+                vs_peers(&|v| count(v), &|l| r.p2(l).throughput.per_sec)
+            ),
+            pass: ahead(p2, &|l| r.p2(l).throughput.per_sec, false),
+            status_note: None,
+        },
+        Goal {
+            name: "P3 ahead of both peers",
+            target: "lower p50 hand-off".to_owned(),
+            measured: format!(
+                "{} vs {}",
+                dur(p3),
+                vs_peers(&|v| dur(v), &|l| r.p3(l).latency.p50)
+            ),
+            pass: ahead(p3, &|l| r.p3(l).latency.p50, true),
+            status_note: None,
+        },
+    ]
+}
+
+/// Writes the plots, results.tsv and BENCHMARKS.md under `root`; returns what it wrote.
+pub fn write_all(r: &Results, root: &Path) -> Res<Vec<PathBuf>> {
+    let plots_dir = root.join(PLOTS_DIR);
+    fs::create_dir_all(&plots_dir)?;
+    let cdf = plots_dir.join(CDF_FILE);
+    let bars = plots_dir.join(BARS_FILE);
+    write_cdf(r, &cdf)?;
+    write_bars(r, &bars)?;
+    let tsv = root.join(RESULTS_FILE);
+    fs::write(&tsv, results_tsv(r))?;
+    let md = root.join("BENCHMARKS.md");
+    fs::write(&md, markdown(r))?;
+    Ok(vec![md, cdf, bars, tsv])
+}
+
+fn write_cdf(r: &Results, path: &Path) -> Res<()> {
+    let series: Vec<CdfSeries<'_>> =
+        r.p3.iter()
+            .map(|row| CdfSeries {
+                name: format!("{} (p50 {})", row.lib.name(), dur(row.handoff.latency.p50)),
+                sorted_us: &row.handoff.latency.sorted_us,
+            })
+            .collect();
+    let goal_ms = P3_MAX_RTT * r.rtt() / 1000.0;
+    plots::cdf(
+        path,
+        "P3: contended hand-off, release returned -> waiter's acquire returned",
+        &series,
+        Some((
+            goal_ms,
+            format!("goal: {P3_MAX_RTT} × PING RTT = {}", dur(goal_ms * 1000.0)),
+        )),
+    )
+}
+
+fn write_bars(r: &Results, path: &Path) -> Res<()> {
+    let mut p1 = vec![Bar {
+        label: "PING, redis-rs (floor)".to_owned(),
+        value: r.floor.ping.p50,
+        floor: true,
+    }];
+    if let Some(bp) = &r.floor.bench_ping {
+        p1.push(Bar {
+            label: "PING, redis-benchmark (floor)".to_owned(),
+            value: bp.p50_us,
+            floor: true,
+        });
+    }
+    p1.push(Bar {
+        label: "SET NX PX + compare-and-delete, bare (floor)".to_owned(),
+        value: r.floor.bare.mean,
+        floor: true,
+    });
+    for row in &r.p1 {
+        p1.push(Bar {
+            label: row.lib.name().to_owned(),
+            value: row.cycle.mean,
+            floor: false,
+        });
+    }
+    let mut p2 = Vec::new();
+    if let Some(bs) = &r.floor.bench_set {
+        p2.push(Bar {
+            label: format!("SET, redis-benchmark -c {} (floor)", bs.clients),
+            value: bs.rps,
+            floor: true,
+        });
+    }
+    p2.push(Bar {
+        label: "SET, redis-rs 64 tasks (floor)".to_owned(),
+        value: r.floor.set.per_sec,
+        floor: true,
+    });
+    for row in &r.p2 {
+        p2.push(Bar {
+            label: row.lib.name().to_owned(),
+            value: row.throughput.per_sec,
+            floor: false,
+        });
+    }
+    plots::bars(
+        path,
+        &[
+            BarPanel {
+                title: "P1: uncontended acquire + release, one task (lower is better)".to_owned(),
+                unit: "µs per cycle (mean); floors: PING p50, bare scripts mean".to_owned(),
+                bars: p1,
+            },
+            BarPanel {
+                title: format!(
+                    "P2: {P2_TASKS} tasks, {P2_KEYS} keys, one client (higher is better)"
+                ),
+                unit: "acquire + release cycles per second; floors: SET requests per second"
+                    .to_owned(),
+                bars: p2,
+            },
+        ],
+    )
+}
+
+/// Every figure as `id<TAB>value<TAB>unit`.
+fn results_tsv(r: &Results) -> String {
+    let mut out = String::from("# lock-bench figures: id\tvalue\tunit\n");
+    let mut put = |id: String, value: f64, unit: &str| {
+        let _ = writeln!(out, "{id}\t{value}\t{unit}");
+    };
+    let rtt = r.rtt();
+    put("floor.ping_rs.p50".into(), rtt, "us");
+    put("floor.bare_scripts.mean".into(), r.floor.bare.mean, "us");
+    put("floor.set_rs.rps".into(), r.floor.set.per_sec, "1/s");
+    if let Some(bp) = &r.floor.bench_ping {
+        put("floor.ping_rb.p50".into(), bp.p50_us, "us");
+    }
+    if let Some(bs) = &r.floor.bench_set {
+        put("floor.set_rb.rps".into(), bs.rps, "1/s");
+    }
+    for row in &r.p1 {
+        let id = row.lib.id();
+        put(format!("p1.{id}.mean"), row.cycle.mean, "us");
+        put(format!("p1.{id}.p50"), row.cycle.p50, "us");
+        put(format!("p1.{id}.ratio_ping"), row.cycle.mean / rtt, "x");
+        put(
+            format!("p1.{id}.commands_per_cycle"),
+            row.commands_per_cycle(),
+            "1",
+        );
+    }
+    let (set, _) = r.set_floor();
+    for row in &r.p2 {
+        let id = row.lib.id();
+        put(
+            format!("p2.{id}.cycles_per_sec"),
+            row.throughput.per_sec,
+            "1/s",
+        );
+        put(
+            format!("p2.{id}.ratio_set"),
+            row.throughput.per_sec / set,
+            "x",
+        );
+    }
+    for P3 {
+        lib, handoff: h, ..
+    } in &r.p3
+    {
+        let id = lib.id();
+        put(format!("p3.{id}.p50"), h.latency.p50, "us");
+        put(format!("p3.{id}.p99"), h.latency.p99, "us");
+        put(format!("p3.{id}.p999"), h.latency.p999, "us");
+        put(format!("p3.{id}.ratio_ping"), h.latency.p50 / rtt, "x");
+    }
+    put("p4.renewals_per_tick".into(), r.p4.renewals_per_tick(), "1");
+    put(
+        "p4.round_trips_per_100_locks_per_tick".into(),
+        r.p4.round_trips_per_100_per_tick(),
+        "1",
+    );
+    put("p4.rss_per_lock".into(), r.p4.rss_per_lock(), "B");
+    put("p5.manual.mean".into(), r.p5.mean(Form::Manual), "us");
+    put("p5.run.mean".into(), r.p5.mean(Form::Run), "us");
+    put("p5.attribute.mean".into(), r.p5.mean(Form::Attribute), "us");
+    put("p5.ratio".into(), r.p5.ratio, "x");
+    out
+}
+
+/// The goals as plain text, for the terminal.
+pub fn summary(r: &Results) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nlock-bench results ({} run, {})",
+        if r.config.quick { "quick" } else { "full" },
+        r.date
+    );
+    for g in goals(r) {
+        let _ = writeln!(
+            out,
+            "  {:<44} {:<10} {:<40} {}",
+            g.name,
+            g.status(),
+            g.target,
+            g.measured
+        );
+    }
+    out
+}
+
+fn markdown(r: &Results) -> String {
+    let mut md = String::new();
+    let rtt = r.rtt();
+    let (set, set_name) = r.set_floor();
+    let w = &mut md;
+
+    let _ = writeln!(w, "# Benchmarks\n");
+    let _ = writeln!(
+        w,
+        "<!-- Generated by `{REGENERATE}` (bench/src/report.rs); do not edit by hand. -->\n"
+    );
+    let _ = writeln!(
+        w,
+        "**Regenerate:** `{REGENERATE}` (or `scripts/bench`). It starts its own `redis-server` on a free \
+         loopback port, measures everything below in one run, and rewrites this file and the plots in \
+         `{PLOTS_DIR}/`. `scripts/bench --quick` is a smoke run of a few seconds that writes to a \
+         temporary directory instead.\n"
+    );
+    if r.config.quick {
+        let _ = writeln!(
+            w,
+            "> **Quick run:** tiny sample counts, for checking that the bench works. Do not compare these figures.\n"
+        );
+    }
+    let _ = writeln!(w, "| Run | |\n|---|---|");
+    let _ = writeln!(
+        w,
+        "| Date | {} (took {}) |",
+        r.date,
+        minutes(r.elapsed.as_secs())
+    );
+    let _ = writeln!(w, "| Source | `{}` |", r.revision);
+    let _ = writeln!(
+        w,
+        "| Machine | {}, {} logical CPUs (available parallelism {}), {} |",
+        r.machine.cpu, r.machine.cpus, r.machine.parallelism, r.machine.kernel
+    );
+    let _ = writeln!(
+        w,
+        "| Load average (1, 5, 15 min) | {} at the start, {} at the end |",
+        r.machine.load_at_start, r.load_at_end
+    );
+    let _ = writeln!(
+        w,
+        "| Server | redis-server {}, started by the bench (lock-tests harness), persistence off, TCP on 127.0.0.1 |",
+        r.redis_version
+    );
+    let _ = writeln!(
+        w,
+        "| redis-benchmark | {} |",
+        r.floor.bench.as_ref().map_or(
+            "not installed: the floor is our own PINGs and SETs only".to_owned(),
+            |b| b.version.clone()
+        )
+    );
+    let _ = writeln!(
+        w,
+        "| Client runtime | tokio multi-thread, {} worker threads; redlock on OS threads |\n",
+        r.machine.parallelism
+    );
+    let _ = writeln!(
+        w,
+        "All clients, redis-server and redis-benchmark share the machine's {} CPUs with each other (and with \
+         whatever else runs), so the figures are from one run and move by several per cent between runs. \
+         Ratios are taken within this one run.\n",
+        r.machine.parallelism
+    );
+
+    // Goals.
+    let _ = writeln!(w, "## Goals\n");
+    let _ = writeln!(
+        w,
+        "RTT is the p50 of our own timed PINGs on a redis-rs `ConnectionManager`, the connection type \
+         lock-runtime uses ({}). redis-benchmark's PING p50 is shown beside it in the tables.\n",
+        dur(rtt)
+    );
+    let _ = writeln!(
+        w,
+        "| Goal | Target | Measured | Result |\n|---|---|---|---|"
+    );
+    let goals = goals(r);
+    for g in &goals {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | **{}** |",
+            g.name,
+            g.target,
+            g.measured,
+            g.status()
+        );
+    }
+    let _ = writeln!(w);
+    misses(w, r, &goals);
+
+    // Figures.
+    let _ = writeln!(w, "## Figures\n");
+    let _ = writeln!(w, "![P3 hand-off latency CDF]({PLOTS_DIR}/{CDF_FILE})\n");
+    let _ = writeln!(w, "![P1 and P2 bars]({PLOTS_DIR}/{BARS_FILE})\n");
+
+    let _ = writeln!(w, "### Floor\n");
+    let _ = writeln!(w, "| Figure | Value | Samples |\n|---|---|---|");
+    let ping = &r.floor.ping;
+    let _ = writeln!(
+        w,
+        "| PING round trip, redis-rs `ConnectionManager`, one task | p50 {}, mean {}, p99 {} | {} |",
+        dur(ping.p50),
+        dur(ping.mean),
+        dur(ping.p99),
+        count(ping.n as f64)
+    );
+    match &r.floor.bench_ping {
+        Some(bp) => {
+            let _ = writeln!(
+                w,
+                "| PING round trip, `redis-benchmark -t ping_mbulk -c 1` | p50 {}, mean {} | {} requests |",
+                dur(bp.p50_us),
+                dur(bp.avg_us),
+                count(bp.n as f64)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "| PING round trip, redis-benchmark | not installed | - |"
+            );
+        }
+    }
+    let bare = &r.floor.bare;
+    let _ = writeln!(
+        w,
+        "| Bare protocol cycle: `SET NX PX` + compare-and-delete script through redis-rs, no lock library | mean {} ({} RTT), p50 {}; CPU per cycle: client {}, server {} | {} cycles |",
+        dur(bare.mean),
+        times(bare.mean / rtt),
+        dur(bare.p50),
+        dur(r.floor.bare_cpu.client * 1e6 / bare.n as f64),
+        dur(r.floor.bare_cpu.server * 1e6 / bare.n as f64),
+        count(bare.n as f64)
+    );
+    match (&r.floor.bench_set, &r.floor.bench_set_counters) {
+        (Some(bs), Some(c)) => {
+            let _ = writeln!(
+                w,
+                "| SET throughput, `redis-benchmark -t set -c {} -n {} -q` | {} req/s; server CPU {} per SET ({} in the command itself) | {} requests |",
+                bs.clients,
+                bs.n,
+                count(bs.rps),
+                dur(bs.server_cpu_us),
+                dur(c.usec_per_call("set")),
+                count(bs.n as f64)
+            );
+        }
+        _ => {
+            let _ = writeln!(w, "| SET throughput, redis-benchmark | not installed | - |");
+        }
+    }
+    let _ = writeln!(
+        w,
+        "| SET throughput, redis-rs, {P2_TASKS} tasks on one `ConnectionManager` | {} req/s; CPU per SET: client {}, server {} ({} in the command itself) | {} s |\n",
+        count(r.floor.set.per_sec),
+        dur(r.floor.set.client_cpu_us()),
+        dur(r.floor.set.server_cpu_us()),
+        dur(r.floor.set_counters.usec_per_call("set")),
+        sig3(r.floor.set.secs)
+    );
+
+    // P1.
+    let ours1 = r.p1(Lib::Ours);
+    let _ = writeln!(
+        w,
+        "### P1: uncontended acquire + release, one task, one key\n"
+    );
+    let _ = writeln!(
+        w,
+        "| Library | mean per cycle | p50 | p99 | mean ÷ PING p50 (redis-rs) | mean ÷ PING p50 (redis-benchmark) | lock-runtime ÷ this | round trips per cycle (commands) | CPU per cycle: client / server (in commands) | TCP connections per cycle | cycles |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let rb_ping = r.floor.bench_ping.as_ref().map(|b| b.p50_us);
+    for row in &r.p1 {
+        let c = &row.cycle;
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} |",
+            row.lib.name(),
+            dur(c.mean),
+            dur(c.p50),
+            dur(c.p99),
+            times(c.mean / rtt),
+            rb_ping.map_or("-".to_owned(), |p| times(c.mean / p)),
+            if row.lib == Lib::Ours {
+                "-".to_owned()
+            } else {
+                times(ours1.cycle.mean / c.mean)
+            },
+            sig3(row.commands_per_cycle()),
+            with_inner(&row.accounting),
+            cpu_pair(
+                row.client_cpu_us(),
+                row.cpu.server * 1e6 / c.n as f64,
+                row.server_us_per_cycle()
+            ),
+            sig3(row.connections_per_cycle()),
+            count(c.n as f64)
+        );
+    }
+    let _ = writeln!(
+        w,
+        "| *floor: `SET NX PX` + compare-and-delete script, bare redis-rs* | {} | {} | {} | {} | {} | {} | {} ({}) | {} | 0 | {} |\n",
+        dur(bare.mean),
+        dur(bare.p50),
+        dur(bare.p99),
+        times(bare.mean / rtt),
+        rb_ping.map_or("-".to_owned(), |p| times(bare.mean / p)),
+        times(ours1.cycle.mean / bare.mean),
+        sig3(r.floor.bare_accounting.per_cycle()),
+        with_inner(&r.floor.bare_accounting),
+        cpu_pair(
+            r.floor.bare_cpu.client * 1e6 / bare.n as f64,
+            r.floor.bare_cpu.server * 1e6 / bare.n as f64,
+            r.floor
+                .bare_counters
+                .top_level_usec(&r.floor.bare_accounting)
+                / bare.n as f64
+        ),
+        count(bare.n as f64)
+    );
+
+    // P2.
+    let ours2 = r.p2(Lib::Ours);
+    let _ = writeln!(
+        w,
+        "### P2: throughput, {P2_TASKS} tasks over {P2_KEYS} keys, one client\n"
+    );
+    let _ = writeln!(
+        w,
+        "| Library | cycles/s | ÷ {set_name} | ÷ redis-rs SET ({P2_TASKS} tasks) | lock-runtime ÷ this | CPU per cycle: client / server (in commands) | CPU used: client cores, server cores | errors | timed window |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
+    for row in &r.p2 {
+        let t = &row.throughput;
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {}, {} | {} | {} s, {} cycles |",
+            row.lib.name(),
+            count(t.per_sec),
+            times(t.per_sec / set),
+            times(t.per_sec / r.floor.set.per_sec),
+            if row.lib == Lib::Ours {
+                "-".to_owned()
+            } else {
+                times(ours2.throughput.per_sec / t.per_sec)
+            },
+            cpu_pair(
+                t.client_cpu_us(),
+                t.server_cpu_us(),
+                p2_server_us_per_cycle(r, row)
+            ),
+            sig3(t.cpu.client / t.secs),
+            sig3(t.cpu.server / t.secs),
+            match &t.first_error {
+                Some(e) => format!(
+                    "{} (first: {})",
+                    count(t.errors as f64),
+                    e.replace('|', "/")
+                ),
+                None => "0".to_owned(),
+            },
+            sig3(t.secs),
+            count(t.ops as f64)
+        );
+    }
+    let _ = writeln!(w);
+
+    // P3.
+    let ours3 = r.p3(Lib::Ours);
+    let _ = writeln!(w, "### P3: contended hand-off, two clients, one key\n");
+    let _ = writeln!(
+        w,
+        "| Library | p50 | p99 | p999 | min | max | p50 ÷ PING p50 | lock-runtime p50 ÷ this p50 | server commands per round | samples (discarded) |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
+    for row in &r.p3 {
+        let l = &row.handoff.latency;
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) |",
+            row.lib.name(),
+            dur(l.p50),
+            dur(l.p99),
+            dur(l.p999),
+            dur(l.min),
+            dur(l.max),
+            times(l.p50 / rtt),
+            if row.lib == Lib::Ours {
+                "-".to_owned()
+            } else {
+                times(ours3.latency.p50 / l.p50)
+            },
+            with_inner(&row.accounting),
+            count(l.n as f64),
+            row.handoff.discarded
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nA round is one hand-off: the holder's acquire and release and the waiter's whole wait, acquire and \
+         release. Its commands show how each waiter waits.\n"
+    );
+
+    // P4.
+    p4_table(w, &r.p4);
+
+    // P5.
+    let p5 = &r.p5;
+    let _ = writeln!(
+        w,
+        "### P5: `#[distributed_lock]` against the manual guard\n"
+    );
+    let _ = writeln!(
+        w,
+        "| Form | mean per cycle (median of rounds) | ÷ manual (median of per-round ratios) |\n|---|---|---|"
+    );
+    let _ = writeln!(
+        w,
+        "| manual: `client.lock(format!(\"bench:p5:{{id}}\")).ttl(10s).acquire()`, then `release()` | {} | 1 |",
+        dur(p5.mean(Form::Manual))
+    );
+    let _ = writeln!(
+        w,
+        "| `client.lock(..).ttl(10s).run(async {{ Ok(()) }})` (what the attribute calls) | {} | {:.3} |",
+        dur(p5.mean(Form::Run)),
+        p5.run_ratio
+    );
+    let _ = writeln!(
+        w,
+        "| `#[distributed_lock(key = \"bench:p5:{{id}}\", ttl = \"10s\", client = client)]` on an empty body | {} | **{:.3}** |\n",
+        dur(p5.mean(Form::Attribute)),
+        p5.ratio
+    );
+    let _ = writeln!(
+        w,
+        "{} rounds of {} cycles of each form; the order of the forms rotates every round.\n",
+        p5.rounds, p5.block
+    );
+
+    method(w, r);
+    md
+}
+
+fn p4_table(w: &mut String, p4: &HeldLocks) {
+    let c = &p4.config;
+    let _ = writeln!(
+        w,
+        "### P4: {} locks held on one client\n",
+        count(c.locks as f64)
+    );
+    let _ = writeln!(w, "| Figure | Value |\n|---|---|");
+    let _ = writeln!(
+        w,
+        "| TTL, renewal period (TTL/3), counted window | {}, {}, {} = {} ticks |",
+        dur(c.ttl.as_secs_f64() * 1e6),
+        dur(p4.period().as_secs_f64() * 1e6),
+        dur(p4.window.as_secs_f64() * 1e6),
+        sig3(p4.ticks())
+    );
+    let _ = writeln!(
+        w,
+        "| renewal commands (EVALSHA + EVAL) counted by the server in the window | {} |",
+        count(p4.counters.script_calls() as f64)
+    );
+    let _ = writeln!(
+        w,
+        "| all client commands in the window | {} |",
+        p4.counters.breakdown()
+    );
+    let _ = writeln!(
+        w,
+        "| renewal commands per tick | {} |",
+        count(p4.renewals_per_tick())
+    );
+    let _ = writeln!(
+        w,
+        "| round trips per 100 held locks per tick | {} |",
+        sig3(p4.round_trips_per_100_per_tick())
+    );
+    let _ = writeln!(
+        w,
+        "| RSS per held lock: growth from before acquiring to after acquiring | {} B ({} → {}) |",
+        count(p4.rss_per_lock()),
+        mib(p4.rss[0]),
+        mib(p4.rss[1])
+    );
+    let _ = writeln!(
+        w,
+        "| RSS per held lock: growth from before acquiring to the end of the hold | {} B ({}) |",
+        count(p4.rss_per_lock_after_hold()),
+        mib(p4.rss[2])
+    );
+    let _ = writeln!(
+        w,
+        "| time to acquire them all (32 tasks) | {} |",
+        dur(p4.acquire_secs * 1e6)
+    );
+    let _ = writeln!(w, "| locks declared lost during the hold | {} |\n", p4.lost);
+}
+
+/// The "what bounds it" paragraph of every missed goal, from the measured figures.
+fn misses(w: &mut String, r: &Results, goals: &[Goal]) {
+    let missed: Vec<&Goal> = goals.iter().filter(|g| !g.pass).collect();
+    if missed.is_empty() {
+        let _ = writeln!(w, "Every goal is met in this run.\n");
+        return;
+    }
+    let _ = writeln!(w, "### Missed goals, and what bounds them\n");
+    for g in missed {
+        let text = match g.name {
+            n if n.starts_with("P1 uncontended") => p1_miss(r),
+            n if n.starts_with("P2 throughput") => p2_miss(r),
+            n if n.starts_with("P3 contended") => p3_miss(r),
+            n if n.starts_with("P4 renewal") => {
+                let p4 = &r.p4;
+                format!(
+                    "**P4: {} round trips per 100 locks per tick.** The server counted {} renewal commands \
+                     per tick for {} held locks, i.e. {} locks per command; the goal needs at least 100 locks \
+                     per command.",
+                    sig3(p4.round_trips_per_100_per_tick()),
+                    count(p4.renewals_per_tick()),
+                    count(p4.config.locks as f64),
+                    sig3(p4.config.locks as f64 / p4.renewals_per_tick()),
+                )
+            }
+            n if n.starts_with("P4 memory") => format!(
+                "**P4: {} B of RSS per held lock** (VmRSS growth over {} locks, so it includes allocator \
+                 slack and whatever the runtime and connection grew for them; the bench does not break it \
+                 down further).",
+                count(r.p4.rss_per_lock()),
+                count(r.p4.config.locks as f64)
+            ),
+            n if n.starts_with("P5") => format!(
+                "**P5: attribute / manual = {:.3}.** `LockRequest::run` alone is {:.3} × manual, so {} of \
+                 the gap is in `run` (re-entry check, the current-lock scope, watching for loss while the \
+                 body runs) and the rest in what the attribute adds around it.",
+                r.p5.ratio,
+                r.p5.run_ratio,
+                pct_of(r.p5.run_ratio - 1.0, r.p5.ratio - 1.0),
+            ),
+            n if n.contains("ahead of both peers") => {
+                let (figure, fmt): (&str, fn(&Results, Lib) -> String) = match &n[..2] {
+                    "P1" => ("P1 time per cycle", |r, l| dur(r.p1(l).cycle.mean)),
+                    "P2" => ("P2 cycles/s", |r, l| count(r.p2(l).throughput.per_sec)),
+                    _ => ("P3 p50 hand-off", |r, l| dur(r.p3(l).latency.p50)),
+                };
+                format!(
+                    "**{}: behind a peer.** lock-runtime {}, rslock {}, redlock {}.",
+                    figure,
+                    fmt(r, Lib::Ours),
+                    fmt(r, Lib::Rslock),
+                    fmt(r, Lib::Redlock)
+                )
+            }
+            _ => continue,
+        };
+        let _ = writeln!(w, "- {text}\n");
+    }
+}
+
+/// Server time per P2 cycle in top-level commands, microseconds: the server time per
+/// top-level command under P2's load, times the round trips per cycle from P1.
+fn p2_server_us_per_cycle(r: &Results, p2: &P2) -> f64 {
+    let accounting = &r.p1(p2.lib).accounting;
+    let calls = p2.counters.top_level_calls(accounting).max(1.0);
+    p2.counters.top_level_usec(accounting) / calls * accounting.per_cycle()
+}
+
+/// `41.0 µs / 20.1 µs (6.2 µs)`.
+fn cpu_pair(client_us: f64, server_us: f64, in_commands_us: f64) -> String {
+    format!(
+        "{} / {} ({})",
+        dur(client_us),
+        dur(server_us),
+        dur(in_commands_us)
+    )
+}
+
+/// `EVALSHA 2 (in scripts: GET 1, DEL 1)`.
+fn with_inner(a: &crate::probe::Accounting) -> String {
+    if a.inner.is_empty() {
+        a.breakdown()
+    } else {
+        format!("{}; in scripts: {}", a.breakdown(), a.inner_breakdown())
+    }
+}
+
+fn p1_miss(r: &Results) -> String {
+    let rtt = r.rtt();
+    let p1 = r.p1(Lib::Ours);
+    let bare = &r.floor.bare;
+    let bare_n = bare.n as f64;
+    let server_ours = p1.server_us_per_cycle();
+    let server_bare = r
+        .floor
+        .bare_counters
+        .top_level_usec(&r.floor.bare_accounting)
+        / bare_n;
+    let client_ours = p1.client_cpu_us();
+    let client_bare = r.floor.bare_cpu.client * 1e6 / bare_n;
+    let floor_note = if bare.mean / rtt > P1_MAX_RTT {
+        "so on this machine the protocol alone is already above the goal"
+    } else {
+        "so the protocol alone is within the goal here"
+    };
+    format!(
+        "**P1: {} per cycle = {} RTT.** lock-runtime sends {} round trips per cycle ({}). The protocol's \
+         minimum, `SET NX PX` then the compare-and-delete script sent bare through redis-rs on the same kind \
+         of connection, takes {} = {} RTT, {floor_note}. lock-runtime takes {} more per cycle than that. \
+         Its commands cost the server {} of execution per cycle against {} for the bare pair (`INFO \
+         commandstats`), and the client process spends {} of CPU per cycle against {} for the bare pair: \
+         lock-runtime's own work per acquire and release (token, lease, renewal scheduler, futures) and the \
+         task wake-ups it causes.",
+        dur(p1.cycle.mean),
+        times(p1.cycle.mean / rtt),
+        sig3(p1.commands_per_cycle()),
+        with_inner(&p1.accounting),
+        dur(bare.mean),
+        times(bare.mean / rtt),
+        dur(p1.cycle.mean - bare.mean),
+        dur(server_ours),
+        dur(server_bare),
+        dur(client_ours),
+        dur(client_bare),
+    )
+}
+
+fn p2_miss(r: &Results) -> String {
+    let p2 = r.p2(Lib::Ours);
+    let t = &p2.throughput;
+    let (set, set_name) = r.set_floor();
+    let per_cycle = r.p1(Lib::Ours).commands_per_cycle();
+    let cpus = r.machine.parallelism as f64;
+    let used = (t.cpu.client + t.cpu.server) / t.secs;
+    let cpu_per_cycle = t.client_cpu_us() + t.server_cpu_us();
+    let saturated = if used >= 0.85 * cpus {
+        format!(
+            "Together they used {} of the machine's {} CPUs, so the run is CPU-bound: at {} of CPU per cycle, \
+             {} CPUs allow about {} cycles/s.",
+            sig3(used),
+            r.machine.parallelism,
+            dur(cpu_per_cycle),
+            r.machine.parallelism,
+            count(cpus * 1e6 / cpu_per_cycle)
+        )
+    } else {
+        format!(
+            "Together they used {} of the machine's {} CPUs, so CPU alone does not bound it; the rest is \
+             waiting (round trips, task hand-offs).",
+            sig3(used),
+            r.machine.parallelism
+        )
+    };
+    let peer = |lib: Lib| {
+        let t = &r.p2(lib).throughput;
+        format!(
+            "{} {} / {}",
+            lib.name(),
+            dur(t.client_cpu_us()),
+            dur(t.server_cpu_us())
+        )
+    };
+    format!(
+        "**P2: {} cycles/s = {} {set_name}.** A cycle is {} round trips, so even at the SET rate the ceiling \
+         would be {} ×. During the timed window the bench process used {} CPU ({} per cycle) and redis-server \
+         {} CPU ({} per cycle, {} of it executing the commands). {saturated} For comparison, CPU per \
+         cycle (client / server): {}, {}; a plain SET from redis-rs costs {} / {}, and one from \
+         redis-benchmark costs the server {}.",
+        count(t.per_sec),
+        times(t.per_sec / set),
+        sig3(per_cycle),
+        sig3(1.0 / per_cycle),
+        sig3(t.cpu.client / t.secs),
+        dur(t.client_cpu_us()),
+        sig3(t.cpu.server / t.secs),
+        dur(t.server_cpu_us()),
+        dur(p2_server_us_per_cycle(r, p2)),
+        peer(Lib::Rslock),
+        peer(Lib::Redlock),
+        dur(r.floor.set.client_cpu_us()),
+        dur(r.floor.set.server_cpu_us()),
+        r.floor
+            .bench_set
+            .as_ref()
+            .map_or("(not measured)".to_owned(), |b| dur(b.server_cpu_us)),
+    )
+}
+
+fn p3_miss(r: &Results) -> String {
+    let rtt = r.rtt();
+    let row = r.p3_row(Lib::Ours);
+    let l = &row.handoff.latency;
+    let seen = |name: &str| {
+        row.accounting.top.contains_key(name) || row.accounting.inner.contains_key(name)
+    };
+    let woken = seen("publish") || seen("subscribe");
+    let how = if woken {
+        "The release wakes the waiter (the server counted SUBSCRIBE/PUBLISH traffic in this run), so the \
+         hand-off is the notification's trip to the waiter's client plus one acquire round trip, plus the \
+         task wake-ups in between"
+    } else {
+        "No release notifications were seen (no SUBSCRIBE/PUBLISH in the server's counts): the waiter polls, \
+         so the hand-off is the remainder of its backoff sleep when the release lands, not round trips"
+    };
+    format!(
+        "**P3: hand-off p50 {} = {} RTT (p99 {}).** {how}. Commands per hand-off round: {}.",
+        dur(l.p50),
+        times(l.p50 / rtt),
+        dur(l.p99),
+        with_inner(&row.accounting),
+    )
+}
+
+fn method(w: &mut String, r: &Results) {
+    let c = &r.config;
+    let _ = writeln!(w, "## Method\n");
+    let _ = writeln!(
+        w,
+        "- **Timing.** `std::time::Instant` (monotonic). Every measurement is preceded by untimed warm-up \
+         (P1, PING and the bare floor: {} cycles; P2: {} of load; P3: {} hand-offs; P5: one block of each \
+         form). Percentiles are nearest-rank on the sorted samples; sample counts are in each table. Between \
+         measurements the server is `FLUSHALL`ed. Command counts and server times come from `CONFIG \
+         RESETSTAT` before and `INFO commandstats` after the timed part (the probe's own `INFO`/`CONFIG` are \
+         left out).",
+        c.p1_warmup,
+        dur(c.p2_window.warmup.as_secs_f64() * 1e6),
+        c.p3_warmup
+    );
+    let _ = writeln!(
+        w,
+        "- **Floor.** Our PINGs: one task, one `PING` at a time on a redis-rs `ConnectionManager`. The bare \
+         protocol cycle: `SET key token NX PX 10000`, then the compare-and-delete script of PROTOCOL.md \
+         (EVALSHA), on the same kind of connection, with no lock library. redis-benchmark runs as a subprocess \
+         against the same server."
+    );
+    let _ = writeln!(
+        w,
+        "- **Locks.** TTL {} in P1-P3 and P5, so nothing expires while measured. lock-runtime runs with its \
+         defaults (watchdog on, no fencing, default backoff); every measurement uses fresh clients.",
+        dur(TTL.as_secs_f64() * 1e6)
+    );
+    let _ = writeln!(
+        w,
+        "- **P1.** One task acquires and releases one key {} times on one client; time per cycle is the mean. \
+         The goal divides it by our PING p50.",
+        count(c.p1_cycles as f64)
+    );
+    let _ = writeln!(
+        w,
+        "- **P2.** {P2_TASKS} tasks on one client (for redlock: {P2_TASKS} OS threads sharing one `RedLock`), \
+         each looping acquire + release over its own share of {P2_KEYS} keys (task t owns keys t, t+{P2_TASKS}, \
+         ...), so no two tasks contend and no retry pauses are involved. Completed cycles are counted over a \
+         {} window after {} of warm-up. The floor is `redis-benchmark -t set -c {BENCH_SET_CLIENTS} -n {} -q` \
+         against the same server in the same run.",
+        dur(c.p2_window.measure.as_secs_f64() * 1e6),
+        dur(c.p2_window.warmup.as_secs_f64() * 1e6),
+        count(c.bench_set_n as f64)
+    );
+    let _ = writeln!(
+        w,
+        "- **P3.** Two clients (two connections) on one key. Per sample the holder acquires, tells the waiter \
+         to start a waiting acquire, holds for 2-11 ms (the same cycling sequence for every library), releases, \
+         and notes when its release returned; the waiter notes when its acquire returned. The sample is the \
+         difference. A sample is discarded if the waiter started less than {} before the release (it might not \
+         have been waiting yet). lock-runtime waits with `.wait(60 s)`.",
+        dur(MIN_WAITER_HEAD_START.as_secs_f64() * 1e6)
+    );
+    let _ = writeln!(
+        w,
+        "- **P4.** Runs first, on a fresh client, so that its RSS growth is not absorbed by memory freed \
+         earlier. {} keys are acquired with TTL {} (renewal every TTL/3) from 32 tasks; VmRSS is read from \
+         `/proc/self/status` before and after. Then the counters are reset, the locks are held for {}, and the \
+         server's EVALSHA + EVAL count gives the renewals; ticks = window / (TTL/3).",
+        count(c.p4.locks as f64),
+        dur(c.p4.ttl.as_secs_f64() * 1e6),
+        dur(c.p4.hold.as_secs_f64() * 1e6)
+    );
+    let _ = writeln!(
+        w,
+        "- **P5.** The P1 workload in three forms, {} rounds × {} cycles each, the order of the forms \
+         rotating every round; ratios are medians over rounds of the per-round ratio.",
+        c.p5_rounds, c.p5_block
+    );
+    let _ = writeln!(
+        w,
+        "- **Peers.** Default retry settings, one server (a quorum of one), the same keys, TTL and workloads.\n  \
+         - *rslock 0.10* (async; redis 1.8 multiplexed connection, opened on first use): \
+         `LockManager::new(vec![url])`, 3 attempts per `lock` with a random 0-200 ms pause between them. P1/P2 \
+         use `lock` + `Lock::release`; the P3 waiter uses `acquire_no_guard`, which repeats `lock` until it \
+         succeeds (after each failed attempt it also sends the unlock script).\n  \
+         - *redlock 2.0* (blocking; redis 0.23): `RedLock::new(vec![url])`, 3 attempts per `lock` with a random \
+         0-200 ms sleep after each failed one. It opens a new TCP connection for every command (see the \
+         connections-per-cycle column). P1 runs on the main thread, P2 on {P2_TASKS} dedicated OS threads, P3 on \
+         two threads; P1/P2 use `lock` + `unlock`, the P3 waiter uses `acquire` (repeats `lock` until it succeeds; \
+         released on drop).\n"
+    );
+    let _ = writeln!(
+        w,
+        "Figures as numbers: `{RESULTS_FILE}`. The bench's source: `bench/src/`.\n"
+    );
+}
+
+/// A duration given in microseconds: `52.1 µs`, `1.23 ms`, `105 ms`, `3.00 s`.
+pub fn dur(us: f64) -> String {
+    let a = us.abs();
+    if a >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if a >= 1e3 {
+        format!("{} ms", sig3(us / 1e3))
+    } else {
+        format!("{} µs", sig3(us))
+    }
+}
+
+/// `2.31 ×`.
+fn times(ratio: f64) -> String {
+    if ratio.abs() >= 0.1 {
+        format!("{ratio:.2} ×")
+    } else {
+        format!("{} ×", sig3(ratio))
+    }
+}
+
+/// `part` as a percentage of `whole`: `40 %`, or `-` when `whole` is not positive.
+fn pct_of(part: f64, whole: f64) -> String {
+    if whole > 0.0 {
+        format!("{:.0} %", part / whole * 100.0)
+    } else {
+        "-".to_owned()
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn minutes(secs: u64) -> String {
+    if secs >= 60 {
+        format!("{} min {:02} s", secs / 60, secs % 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+/// Three significant digits, no exponent: `0.0123`, `1.23`, `12.3`, `123`, `1,234`.
+pub fn sig3(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        format!("{v}")
+    } else if v == 0.0 {
+        "0".to_owned()
+    } else if a >= 1000.0 {
+        count(v)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else if a >= 0.01 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// A whole number with thousands separators: `12,345`.
+pub fn count(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let n = v.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// The current time, UTC, to the minute.
+pub fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        assert_eq!(count(1234567.4), "1,234,567");
+        assert_eq!(count(999.0), "999");
+        assert_eq!(sig3(0.5), "0.500");
+        assert_eq!(sig3(12.34), "12.3");
+        assert_eq!(sig3(4321.0), "4,321");
+        assert_eq!(dur(52.14), "52.1 µs");
+        assert_eq!(dur(1234.0), "1.23 ms");
+        assert_eq!(dur(3_000_000.0), "3.00 s");
+    }
+
+    #[test]
+    fn converts_days_to_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

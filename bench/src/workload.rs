@@ -1,0 +1,451 @@
+//! The workloads, written once over a small lock interface that each library implements:
+//! timed cycles on one task (P1), closed-loop throughput from many tasks (P2), and hand-off
+//! between a holder and a waiter on two clients (P3). Synchronous twins serve redlock,
+//! which has no async API.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::Res;
+use crate::probe::Cpu;
+use crate::stats::{Samples, Summary};
+
+/// TTL of every lock in P1-P3: long enough that nothing expires while measured.
+pub const TTL: Duration = Duration::from_secs(10);
+
+/// An async lock library, as the workloads use it.
+pub trait AsyncLocker: Clone + Send + Sync + 'static {
+    /// What a successful acquire hands back.
+    type Guard: Send + 'static;
+
+    /// One acquire of a free key, with the library's default retry settings.
+    fn acquire(&self, key: String) -> impl Future<Output = Res<Self::Guard>> + Send;
+
+    /// Acquire, waiting as long as it takes for a held key to be released.
+    fn acquire_waiting(&self, key: String) -> impl Future<Output = Res<Self::Guard>> + Send;
+
+    /// Gives the lock back.
+    fn release(&self, guard: Self::Guard) -> impl Future<Output = Res<()>> + Send;
+}
+
+/// A synchronous lock library, as the workloads use it.
+pub trait SyncLocker: Send + Sync {
+    /// What a successful acquire hands back (it may borrow the locker).
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    /// One acquire of a free key, with the library's default retry settings.
+    fn acquire(&self, key: &str) -> Res<Self::Guard<'_>>;
+
+    /// Acquire, waiting as long as it takes for a held key to be released.
+    fn acquire_waiting(&self, key: &str) -> Res<Self::Guard<'_>>;
+
+    /// Gives the lock back.
+    fn release(&self, guard: Self::Guard<'_>) -> Res<()>;
+}
+
+/// Times `n` calls of `op` one after the other, after `warmup` untimed calls.
+pub async fn time_cycles<F, Fut>(warmup: usize, n: usize, mut op: F) -> Res<Summary>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Res<()>>,
+{
+    for _ in 0..warmup {
+        op().await?;
+    }
+    let mut samples = Samples::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        op().await?;
+        samples.push(start.elapsed());
+    }
+    Ok(samples.sorted())
+}
+
+/// [`time_cycles`] for blocking code.
+pub fn time_cycles_sync(warmup: usize, n: usize, mut op: impl FnMut() -> Res<()>) -> Res<Summary> {
+    for _ in 0..warmup {
+        op()?;
+    }
+    let mut samples = Samples::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        op()?;
+        samples.push(start.elapsed());
+    }
+    Ok(samples.sorted())
+}
+
+/// Acquire + release of one key, `n` times on one task.
+pub async fn uncontended<L: AsyncLocker>(
+    locker: &L,
+    key: &str,
+    warmup: usize,
+    n: usize,
+) -> Res<Summary> {
+    time_cycles(warmup, n, || async {
+        let guard = locker.acquire(key.to_owned()).await?;
+        locker.release(guard).await
+    })
+    .await
+}
+
+/// [`uncontended`] for a synchronous library.
+pub fn uncontended_sync<L: SyncLocker>(
+    locker: &L,
+    key: &str,
+    warmup: usize,
+    n: usize,
+) -> Res<Summary> {
+    time_cycles_sync(warmup, n, || {
+        let guard = locker.acquire(key)?;
+        locker.release(guard)
+    })
+}
+
+/// How long a closed-loop throughput run lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Untimed, to let connections, scripts and the allocator settle.
+    pub warmup: Duration,
+    /// Timed.
+    pub measure: Duration,
+}
+
+/// What a closed-loop run completed in its timed window.
+#[derive(Debug, Clone, Default)]
+pub struct Throughput {
+    /// Completed operations per second.
+    pub per_sec: f64,
+    /// Operations completed in the timed window.
+    pub ops: u64,
+    /// Length of the timed window, in seconds.
+    pub secs: f64,
+    /// Operations that failed (over the whole run), and the first failure.
+    pub errors: u64,
+    /// The first error's message, if any.
+    pub first_error: Option<String>,
+    /// CPU time used during the timed window.
+    pub cpu: Cpu,
+}
+
+impl Throughput {
+    /// Client CPU per completed operation, microseconds.
+    pub fn client_cpu_us(&self) -> f64 {
+        self.cpu.client * 1e6 / self.ops.max(1) as f64
+    }
+
+    /// Server CPU per completed operation, microseconds.
+    pub fn server_cpu_us(&self) -> f64 {
+        self.cpu.server * 1e6 / self.ops.max(1) as f64
+    }
+}
+
+/// Shared counters of a closed-loop run.
+#[derive(Default)]
+struct Tally {
+    done: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    stop: AtomicBool,
+}
+
+impl Tally {
+    fn record(&self, result: Res<()>) {
+        match result {
+            Ok(()) => {
+                self.done.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+
+    fn result(&self, ops: u64, secs: f64, cpu: Cpu) -> Throughput {
+        Throughput {
+            cpu,
+            per_sec: ops as f64 / secs,
+            ops,
+            secs,
+            errors: self.errors.load(Ordering::Relaxed),
+            first_error: self
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// Runs `op(task, iteration)` in a loop on each of `tasks` tasks and counts completions in
+/// the timed part of `window`.
+pub async fn throughput<F, Fut>(tasks: usize, window: Window, op: F) -> Res<Throughput>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Res<()>> + Send + 'static,
+{
+    let tally = Arc::new(Tally::default());
+    let op = Arc::new(op);
+    let mut set = JoinSet::new();
+    for task in 0..tasks {
+        let (tally, op) = (Arc::clone(&tally), Arc::clone(&op));
+        set.spawn(async move {
+            let mut i = 0;
+            while !tally.stop.load(Ordering::Relaxed) {
+                tally.record(op(task, i).await);
+                i += 1;
+            }
+        });
+    }
+    tokio::time::sleep(window.warmup).await;
+    let (c0, t0, cpu0) = (
+        tally.done.load(Ordering::Relaxed),
+        Instant::now(),
+        Cpu::now(),
+    );
+    tokio::time::sleep(window.measure).await;
+    let (c1, t1, cpu1) = (
+        tally.done.load(Ordering::Relaxed),
+        Instant::now(),
+        Cpu::now(),
+    );
+    tally.stop.store(true, Ordering::Relaxed);
+    while let Some(joined) = set.join_next().await {
+        joined?;
+    }
+    Ok(tally.result(c1 - c0, (t1 - t0).as_secs_f64(), cpu1.since(cpu0)))
+}
+
+/// [`throughput`] on `threads` dedicated OS threads, for blocking code.
+pub fn throughput_sync<F>(threads: usize, window: Window, op: F) -> Res<Throughput>
+where
+    F: Fn(usize, u64) -> Res<()> + Sync,
+{
+    let tally = Tally::default();
+    let (tally, op) = (&tally, &op);
+    thread::scope(|s| {
+        for task in 0..threads {
+            s.spawn(move || {
+                let mut i = 0;
+                while !tally.stop.load(Ordering::Relaxed) {
+                    tally.record(op(task, i));
+                    i += 1;
+                }
+            });
+        }
+        thread::sleep(window.warmup);
+        let (c0, t0, cpu0) = (
+            tally.done.load(Ordering::Relaxed),
+            Instant::now(),
+            Cpu::now(),
+        );
+        thread::sleep(window.measure);
+        let (c1, t1, cpu1) = (
+            tally.done.load(Ordering::Relaxed),
+            Instant::now(),
+            Cpu::now(),
+        );
+        tally.stop.store(true, Ordering::Relaxed);
+        Ok(tally.result(c1 - c0, (t1 - t0).as_secs_f64(), cpu1.since(cpu0)))
+    })
+}
+
+/// The keys of P2: `keys` names split round-robin over `tasks` tasks, so that task `t`
+/// owns keys `t, t + tasks, t + 2 * tasks, ...` and no two tasks ever contend.
+pub fn partition_keys(prefix: &str, tasks: usize, keys: usize) -> Arc<Vec<Vec<String>>> {
+    let mut owned = vec![Vec::new(); tasks];
+    for k in 0..keys {
+        owned[k % tasks].push(format!("{prefix}:{k}"));
+    }
+    Arc::new(owned)
+}
+
+/// Hand-off samples, in microseconds: from the holder's release returning to the waiter's
+/// acquire returning.
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    /// The latencies.
+    pub latency: Summary,
+    /// Hand-off rounds run, warm-up and discarded ones included.
+    pub rounds: usize,
+    /// Samples thrown away because the waiter had not started at least
+    /// [`MIN_WAITER_HEAD_START`] before the release (it might not have been waiting yet).
+    pub discarded: usize,
+}
+
+/// How long before the holder's release the waiter must have started for a sample to count.
+pub const MIN_WAITER_HEAD_START: Duration = Duration::from_millis(1);
+
+/// How long the holder keeps the lock in sample `i`: 2 to 11 ms, cycling, the same sequence
+/// for every library, so that waiters are caught at different points of their retry loops.
+pub fn hold_time(i: usize) -> Duration {
+    Duration::from_millis(2 + (i * 7 % 10) as u64)
+}
+
+/// What the waiter reports for one sample: when it started waiting, when it got the lock.
+type WaiterReport = Res<(Instant, Instant)>;
+
+/// P3 for an async library: `holder` and `waiter` are two clients (two connections).
+///
+/// Each sample: the holder takes `key`, tells the waiter to start, holds for
+/// [`hold_time`], releases, and notes when its release returned. The waiter notes when its
+/// waiting acquire returned, then releases, and only then reports, so the holder's next
+/// acquire finds the key free.
+pub async fn handoff<L: AsyncLocker>(
+    holder: L,
+    waiter: L,
+    key: &str,
+    warmup: usize,
+    n: usize,
+) -> Res<Handoff> {
+    let (start_tx, mut start_rx) = mpsc::channel::<()>(1);
+    let (report_tx, mut report_rx) = mpsc::channel::<WaiterReport>(1);
+    let waiter_task = {
+        let key = key.to_owned();
+        tokio::spawn(async move {
+            while start_rx.recv().await.is_some() {
+                let started = Instant::now();
+                let report = async {
+                    let guard = waiter.acquire_waiting(key.clone()).await?;
+                    let acquired = Instant::now();
+                    waiter.release(guard).await?;
+                    Ok((started, acquired))
+                }
+                .await;
+                if report_tx.send(report).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut samples = Samples::with_capacity(n);
+    let mut discarded = 0;
+    for i in 0..warmup + n {
+        let guard = holder.acquire(key.to_owned()).await?;
+        start_tx
+            .send(())
+            .await
+            .map_err(|_| "P3 waiter task ended")?;
+        tokio::time::sleep(hold_time(i)).await;
+        holder.release(guard).await?;
+        let released = Instant::now();
+        let (started, acquired) = report_rx.recv().await.ok_or("P3 waiter task ended")??;
+        if i < warmup {
+            continue;
+        }
+        if released.saturating_duration_since(started) < MIN_WAITER_HEAD_START {
+            discarded += 1;
+            continue;
+        }
+        samples.push_us(signed_us(released, acquired));
+    }
+    drop(start_tx);
+    waiter_task.await?;
+    Ok(Handoff {
+        latency: samples.sorted(),
+        rounds: warmup + n,
+        discarded,
+    })
+}
+
+/// P3 for a synchronous library, on two dedicated threads.
+pub fn handoff_sync<L: SyncLocker>(
+    holder: &L,
+    waiter: &L,
+    key: &str,
+    warmup: usize,
+    n: usize,
+) -> Res<Handoff> {
+    let (start_tx, start_rx) = std_mpsc::channel::<()>();
+    let (report_tx, report_rx) = std_mpsc::channel::<WaiterReport>();
+    thread::scope(|s| {
+        s.spawn(move || {
+            while start_rx.recv().is_ok() {
+                let started = Instant::now();
+                let report = (|| {
+                    let guard = waiter.acquire_waiting(key)?;
+                    let acquired = Instant::now();
+                    waiter.release(guard)?;
+                    Ok((started, acquired))
+                })();
+                if report_tx.send(report).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut samples = Samples::with_capacity(n);
+        let mut discarded = 0;
+        for i in 0..warmup + n {
+            let guard = holder.acquire(key)?;
+            start_tx.send(()).map_err(|_| "P3 waiter thread ended")?;
+            thread::sleep(hold_time(i));
+            holder.release(guard)?;
+            let released = Instant::now();
+            let (started, acquired) = report_rx.recv().map_err(|_| "P3 waiter thread ended")??;
+            if i < warmup {
+                continue;
+            }
+            if released.saturating_duration_since(started) < MIN_WAITER_HEAD_START {
+                discarded += 1;
+                continue;
+            }
+            samples.push_us(signed_us(released, acquired));
+        }
+        drop(start_tx);
+        Ok(Handoff {
+            latency: samples.sorted(),
+            rounds: warmup + n,
+            discarded,
+        })
+    })
+}
+
+/// `to - from` in microseconds, negative if `to` came first.
+fn signed_us(from: Instant, to: Instant) -> f64 {
+    match to.checked_duration_since(from) {
+        Some(d) => d.as_secs_f64() * 1e6,
+        None => -(from - to).as_secs_f64() * 1e6,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_split_without_overlap() {
+        let keys = partition_keys("k", 64, 1000);
+        assert_eq!(keys.len(), 64);
+        assert_eq!(keys.iter().map(Vec::len).sum::<usize>(), 1000);
+        assert!(keys.iter().all(|k| k.len() >= 15));
+        let mut all: Vec<&String> = keys.iter().flatten().collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 1000);
+    }
+
+    #[test]
+    fn hold_times_cover_2_to_11_ms() {
+        let mut ms: Vec<u128> = (0..10).map(|i| hold_time(i).as_millis()).collect();
+        ms.sort();
+        assert_eq!(ms, (2..=11).collect::<Vec<u128>>());
+    }
+
+    #[test]
+    fn signed_difference() {
+        let a = Instant::now();
+        let b = a + Duration::from_micros(5);
+        assert!((signed_us(a, b) - 5.0).abs() < 1e-6);
+        assert!((signed_us(b, a) + 5.0).abs() < 1e-6);
+    }
+}
