@@ -66,6 +66,22 @@ impl Ship for Service {
     }
 }
 
+const fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn futures_are_send_when_their_parameters_are() {
+    let service = Service {
+        tenant: "t".into(),
+        locks: LockClient::in_memory(),
+    };
+    let order = Order { id: 1 };
+    assert_send(&settle(1, 2));
+    assert_send(&batch(vec![1]));
+    assert_send(&parse("1"));
+    assert_send(&service.ship(&order));
+    assert_send(&Arc::new(service).by_arc());
+}
+
 #[test]
 fn expansion_is_lint_clean_and_runs() {
     let rt = tokio::runtime::Builder::new_current_thread()
