@@ -4,7 +4,7 @@
 //! the body, as a future, to one runtime function:
 //!
 //! ```text
-//! async fn settle(id: u64) -> Result<Receipt, AppError> {
+//! async fn settle(id: u64) -> Result<Receipt, AppError> {   // the user's tokens
 //!     let __lock_spec = ::lock_runtime::__private::Spec {
 //!         key: ::lock_runtime::__private::format!("order:{}", id),
 //!         ttl: ::core::time::Duration::from_millis(10000u64),
@@ -12,15 +12,29 @@
 //!         fencing: false,
 //!     };
 //!     let __lock_client = ::lock_runtime::__private::global_client();
+//!     // Spanned at `Result` in the signature: a bad return type fails here.
 //!     ::lock_runtime::__private::assert_lock_result::<Result<Receipt, AppError>>();
-//!     ::lock_runtime::__private::run_locked(__lock_client, __lock_spec, async move {
-//!         if let ::core::option::Option::Some(__lock_ret) =
-//!             ::core::option::Option::None::<Result<Receipt, AppError>> { return __lock_ret; }
-//!         { /* the user's body */ }
-//!     })
+//!     ::lock_runtime::__private::run_locked::<Result<Receipt, AppError>, _>(
+//!         __lock_client,
+//!         __lock_spec,
+//!         async move {
+//!             // Fixes the block's output type before the body is checked.
+//!             if let ::core::option::Option::Some(__lock_ret) =
+//!                 ::core::option::Option::None::<Result<Receipt, AppError>>
+//!             {
+//!                 return __lock_ret;
+//!             }
+//!             { /* the user's body, unchanged */ }
+//!         },
+//!     )
 //!     .await
 //! }
 //! ```
+//!
+//! The `__lock_*` locals have mixed-site hygiene. For a function
+//! `#[async_trait]` already rewrote (a plain `fn` ending in
+//! `Box::pin(async move { .. })`), the same code goes inside that async
+//! block instead, around its contents.
 
 use std::time::Duration;
 

@@ -6,6 +6,8 @@
 //! `duration`, `attr` (the arguments), `item` (the annotated function) and
 //! `expand` (the output).
 
+#![warn(missing_docs)]
+
 mod attr;
 mod duration;
 mod errors;
