@@ -189,6 +189,26 @@ impl LockError {
     }
 }
 
+/// Lets `std::io::Result` functions use `?` on lock operations, and `#[distributed_lock]`
+/// annotate them. The error kind says what kind of failure it was.
+impl From<LockError> for std::io::Error {
+    fn from(err: LockError) -> Self {
+        use std::io::ErrorKind;
+        let kind = match &err {
+            LockError::Busy { .. } => ErrorKind::WouldBlock,
+            LockError::Timeout { .. } => ErrorKind::TimedOut,
+            LockError::InvalidKey { .. }
+            | LockError::InvalidTtl { .. }
+            | LockError::InvalidUrl { .. } => ErrorKind::InvalidInput,
+            LockError::Backend { source, .. } if source.is_connection_refusal() => {
+                ErrorKind::ConnectionRefused
+            }
+            _ => ErrorKind::Other,
+        };
+        std::io::Error::new(kind, err)
+    }
+}
+
 /// What a backend reports; the caller adds the key and operation to make a [`LockError`].
 #[derive(Debug)]
 pub(crate) enum BackendError {
