@@ -393,6 +393,50 @@ fn erase_in(tokens: TokenStream, complete: &mut bool) -> TokenStream {
     out.into_iter().collect()
 }
 
+/// `#[async_trait]` moves each argument into its future with `let id = id;`. The key is
+/// built from the arguments before that, so an argument used only in the key would leave
+/// the rebinding unused and warn. Mark the rebindings the key reads as used, right after
+/// them, and leave every other warning to the user.
+fn mark_key_bindings_used(block: &syn::Block, key: &TokenStream) -> syn::Block {
+    fn rebound(stmt: &syn::Stmt) -> Option<&Ident> {
+        let syn::Stmt::Local(local) = stmt else {
+            return None;
+        };
+        let init = local.init.as_ref()?;
+        let (syn::Pat::Ident(pat), Expr::Path(_)) = (&local.pat, &*init.expr) else {
+            return None;
+        };
+        Some(&pat.ident)
+    }
+    fn idents(tokens: TokenStream, out: &mut Vec<String>) {
+        for tree in tokens {
+            match tree {
+                TokenTree::Ident(ident) => out.push(ident.to_string()),
+                TokenTree::Group(group) => idents(group.stream(), out),
+                _ => {}
+            }
+        }
+    }
+    let mut in_key = Vec::new();
+    idents(key.clone(), &mut in_key);
+    let mut block = block.clone();
+    // async-trait's prelude: a typing `if let`, then the rebindings, then
+    // `let __ret = { body };`, whose initialiser is not a path.
+    let prelude = block
+        .stmts
+        .iter()
+        .position(|s| matches!(s, syn::Stmt::Local(_)) && rebound(s).is_none())
+        .unwrap_or(0);
+    let touches: Vec<syn::Stmt> = block.stmts[..prelude]
+        .iter()
+        .filter_map(rebound)
+        .filter(|ident| in_key.contains(&ident.to_string()))
+        .map(|ident| syn::parse_quote!(let _ = &#ident;))
+        .collect();
+    block.stmts.splice(prelude..prelude, touches);
+    block
+}
+
 fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) -> TokenStream {
     let LockedFn { head, sig, body } = func;
     let krate = &config.krate;
@@ -494,7 +538,7 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
             };
             let attrs = &block.attrs;
             let capture = &block.capture;
-            let inner = &block.block;
+            let inner = &mark_key_bindings_used(&block.block, key);
             let call = locked_call(quote! {
                 async #capture {
                     #typing
