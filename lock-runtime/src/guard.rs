@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backend::Renewal;
+use crate::backend::{Renewal, bounded};
 use crate::context::{self, CurrentLock};
 use crate::keys::check_ttl;
 use crate::lease::Lease;
@@ -103,16 +103,9 @@ impl LockGuard {
 
     /// Asks the server whether the key still holds this guard's token.
     pub async fn is_held(&self) -> Result<bool, LockError> {
-        let backend = &self.lease.backend;
-        let timeout = backend.op_timeout();
-        match tokio::time::timeout(timeout, backend.is_held(self.key(), self.token())).await {
-            Ok(result) => result.map_err(|e| e.into_lock_error(self.key(), "is_held")),
-            Err(_) => Err(LockError::Timeout {
-                key: self.key().to_owned(),
-                operation: "is_held",
-                after: timeout,
-            }),
-        }
+        let backend = &*self.lease.backend;
+        let call = backend.is_held(self.key(), self.token());
+        bounded(backend, self.key(), "is_held", call).await
     }
 
     /// Resolves when the watchdog declares the lock lost, with the reason. Never resolves
@@ -137,65 +130,48 @@ impl LockGuard {
     pub async fn extend(&self, ttl: Duration) -> Result<(), LockError> {
         let key = self.key();
         check_ttl(key, ttl)?;
-        let backend = &self.lease.backend;
-        let timeout = backend.op_timeout();
+        let backend = &*self.lease.backend;
         let sent_at = Instant::now();
         let batch = [Renewal {
             key,
             token: self.token(),
             ttl,
         }];
-        match tokio::time::timeout(timeout, backend.renew(&batch)).await {
-            Ok(Ok(renewed)) if renewed.first() == Some(&true) => {
-                self.lease.renewed(sent_at, ttl);
-                if let Some(id) = self.watchdog {
-                    self.renewer.reschedule(id);
-                }
-                tracing::debug!(key, ttl_ms = ttl.as_millis() as u64, "lock extended");
-                Ok(())
-            }
-            Ok(Ok(_)) => {
-                self.lease.declare_lost(LostReason::Taken);
-                Err(LockError::NotHeld {
-                    key: key.to_owned(),
-                })
-            }
-            Ok(Err(e)) => Err(e.into_lock_error(key, "extend")),
-            Err(_) => Err(LockError::Timeout {
+        let renewed = bounded(backend, key, "extend", backend.renew(&batch)).await?;
+        if renewed.first() != Some(&true) {
+            self.lease.declare_lost(LostReason::Taken);
+            return Err(LockError::NotHeld {
                 key: key.to_owned(),
-                operation: "extend",
-                after: timeout,
-            }),
+            });
         }
+        self.lease.renewed(sent_at, ttl);
+        if let Some(id) = self.watchdog {
+            self.renewer.reschedule(id);
+        }
+        tracing::debug!(key, ttl_ms = ttl.as_millis() as u64, "lock extended");
+        Ok(())
     }
 
     /// Gives the lock back, if this guard still holds it. `Err(NotHeld)` if it had expired
     /// or been taken: whatever it protected may have overlapped with another holder.
     pub async fn release(mut self) -> Result<(), LockError> {
         self.stop_watchdog();
-        let backend = Arc::clone(&self.lease.backend);
-        let timeout = backend.op_timeout();
-        let result = tokio::time::timeout(timeout, backend.release(self.key(), self.token())).await;
+        let lease = Arc::clone(&self.lease);
+        let backend = &*lease.backend;
+        let call = backend.release(&lease.key, &lease.token);
+        let released = bounded(backend, &lease.key, "release", call).await;
         // Only now: if this future is dropped mid-flight, Drop still sends a release.
         self.armed = false;
-        let key = self.key();
-        match result {
-            Ok(Ok(true)) => {
+        let key = &lease.key;
+        match released? {
+            true => {
                 tracing::debug!(key, "lock released");
                 Ok(())
             }
-            Ok(Ok(false)) => {
+            false => {
                 tracing::debug!(key, "lock was not held at release");
-                Err(LockError::NotHeld {
-                    key: key.to_owned(),
-                })
+                Err(LockError::NotHeld { key: key.clone() })
             }
-            Ok(Err(e)) => Err(e.into_lock_error(key, "release")),
-            Err(_) => Err(LockError::Timeout {
-                key: key.to_owned(),
-                operation: "release",
-                after: timeout,
-            }),
         }
     }
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::backend::wakeup::ReleaseWatch;
-use crate::backend::{AcquireArgs, Acquired};
+use crate::backend::{AcquireArgs, Acquired, bounded};
 use crate::guard::{LockGuard, release_in_background};
 use crate::keys::{check_ttl, fence_key, full_key};
 use crate::lease::Lease;
@@ -139,7 +139,7 @@ impl LockRequest {
                 fence_key: fence_key.as_deref(),
             };
             let sent_at = Instant::now();
-            let outcome = tokio::time::timeout(op_timeout, backend.acquire(args)).await;
+            let outcome = bounded(&*backend, &key, "acquire", backend.acquire(args)).await;
             let lease = || {
                 Lease::new(
                     Arc::clone(&backend),
@@ -150,7 +150,7 @@ impl LockRequest {
                 )
             };
             let holder_ttl = match outcome {
-                Ok(Ok(Acquired::Yes { fence })) => {
+                Ok(Acquired::Yes { fence }) => {
                     tracing::debug!(
                         key,
                         attempts = attempt + 1,
@@ -164,19 +164,11 @@ impl LockRequest {
                         self.renew,
                     ));
                 }
-                Ok(Ok(Acquired::Busy { holder_ttl })) => holder_ttl,
-                Ok(Err(e)) => {
-                    // The SET may have landed before the error: undo it, by token.
+                Ok(Acquired::Busy { holder_ttl }) => holder_ttl,
+                Err(e) => {
+                    // The SET may have landed before the error or timeout: undo it, by token.
                     release_in_background(Arc::new(lease()));
-                    return Err(e.into_lock_error(&key, "acquire"));
-                }
-                Err(_) => {
-                    release_in_background(Arc::new(lease()));
-                    return Err(LockError::Timeout {
-                        key,
-                        operation: "acquire",
-                        after: op_timeout,
-                    });
+                    return Err(e);
                 }
             };
             let now = Instant::now();

@@ -130,34 +130,35 @@ async fn timeout_cancellation_releases() {
         .await;
 }
 
-/// Holds the lock for `hold`, counting how many bodies run at once.
-#[distributed_lock(key = "job:{id}", client = locks, ttl = "5s")]
-async fn hold(
-    locks: &LockClient,
-    id: u64,
-    hold: Duration,
+/// Counts how many bodies run at once while each holds its lock for a while.
+#[derive(Clone, Default)]
+struct Overlap {
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
-) -> Result<(), LockError> {
-    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-    peak.fetch_max(now, Ordering::SeqCst);
-    tokio::time::sleep(hold).await;
-    running.fetch_sub(1, Ordering::SeqCst);
+}
+
+impl Overlap {
+    async fn hold(&self, hold: Duration) {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(hold).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+#[distributed_lock(key = "job:{id}", client = locks, ttl = "5s")]
+async fn hold(locks: &LockClient, id: u64, overlap: Overlap) -> Result<(), LockError> {
+    overlap.hold(Duration::from_millis(300)).await;
     Ok(())
 }
 
 #[distributed_lock(key = "job:{id}", client = locks, ttl = "5s", wait = "3s")]
-async fn hold_waiting(
-    locks: &LockClient,
-    id: u64,
-    hold: Duration,
-    running: Arc<AtomicUsize>,
-    peak: Arc<AtomicUsize>,
-) -> Result<(), LockError> {
-    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-    peak.fetch_max(now, Ordering::SeqCst);
-    tokio::time::sleep(hold).await;
-    running.fetch_sub(1, Ordering::SeqCst);
+async fn hold_waiting(locks: &LockClient, id: u64, overlap: Overlap) -> Result<(), LockError> {
+    overlap.hold(Duration::from_millis(200)).await;
     Ok(())
 }
 
@@ -165,86 +166,43 @@ async fn hold_waiting(
 async fn two_calls_with_the_same_id_one_is_busy() {
     let fx = Fixture::redis();
     let (a, b) = (fx.client().await, fx.client().await);
-    let (running, peak) = (Arc::default(), Arc::<AtomicUsize>::default());
-    let (ra, rb) = tokio::join!(
-        hold(
-            &a,
-            1,
-            Duration::from_millis(300),
-            Arc::clone(&running),
-            Arc::clone(&peak)
-        ),
-        hold(
-            &b,
-            1,
-            Duration::from_millis(300),
-            Arc::clone(&running),
-            Arc::clone(&peak)
-        ),
-    );
+    let overlap = Overlap::default();
+    let (ra, rb) = tokio::join!(hold(&a, 1, overlap.clone()), hold(&b, 1, overlap.clone()));
     let busy = [&ra, &rb]
         .iter()
         .filter(|r| matches!(r, Err(LockError::Busy { key, .. }) if key == "job:1"))
         .count();
     let ok = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
     assert_eq!((ok, busy), (1, 1), "{ra:?} {rb:?}");
-    assert_eq!(peak.load(Ordering::SeqCst), 1);
+    assert_eq!(overlap.peak(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_calls_with_the_same_id_and_wait_run_one_after_the_other() {
     let fx = Fixture::redis();
     let (a, b) = (fx.client().await, fx.client().await);
-    let (running, peak) = (Arc::default(), Arc::<AtomicUsize>::default());
+    let overlap = Overlap::default();
     let (ra, rb) = tokio::join!(
-        hold_waiting(
-            &a,
-            2,
-            Duration::from_millis(200),
-            Arc::clone(&running),
-            Arc::clone(&peak)
-        ),
-        hold_waiting(
-            &b,
-            2,
-            Duration::from_millis(200),
-            Arc::clone(&running),
-            Arc::clone(&peak)
-        ),
+        hold_waiting(&a, 2, overlap.clone()),
+        hold_waiting(&b, 2, overlap.clone())
     );
     ra.unwrap();
     rb.unwrap();
-    assert_eq!(
-        peak.load(Ordering::SeqCst),
-        1,
-        "the bodies never overlapped"
-    );
+    assert_eq!(overlap.peak(), 1, "the bodies never overlapped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn different_ids_run_in_parallel() {
     let fx = Fixture::redis();
     let locks = fx.client().await;
-    let (running, peak) = (Arc::default(), Arc::<AtomicUsize>::default());
+    let overlap = Overlap::default();
     let (ra, rb) = tokio::join!(
-        hold(
-            &locks,
-            10,
-            Duration::from_millis(300),
-            Arc::clone(&running),
-            Arc::clone(&peak)
-        ),
-        hold(
-            &locks,
-            11,
-            Duration::from_millis(300),
-            Arc::clone(&running),
-            Arc::clone(&peak)
-        ),
+        hold(&locks, 10, overlap.clone()),
+        hold(&locks, 11, overlap.clone())
     );
     ra.unwrap();
     rb.unwrap();
-    assert_eq!(peak.load(Ordering::SeqCst), 2, "the bodies overlapped");
+    assert_eq!(overlap.peak(), 2, "the bodies overlapped");
 }
 
 #[distributed_lock(key = "fragile:<id>", ttl = "300ms", client = locks)]

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::LockError;
 use crate::error::BackendError;
 
 pub(crate) mod memory;
@@ -70,4 +71,23 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// How long one operation may take before we give up on it (connect plus response).
     fn op_timeout(&self) -> Duration;
+}
+
+/// Runs one backend call bounded by the backend's timeout, so a dead or partitioned server
+/// gives an error instead of hanging; errors name `key` and `operation`.
+pub(crate) async fn bounded<T>(
+    backend: &dyn Backend,
+    key: &str,
+    operation: &'static str,
+    call: BoxFuture<'_, BackendResult<T>>,
+) -> Result<T, LockError> {
+    let after = backend.op_timeout();
+    match tokio::time::timeout(after, call).await {
+        Ok(result) => result.map_err(|e| e.into_lock_error(key, operation)),
+        Err(_) => Err(LockError::Timeout {
+            key: key.to_owned(),
+            operation,
+            after,
+        }),
+    }
 }
