@@ -25,9 +25,8 @@ pub async fn connection_manager(url: &str) -> Res<ConnectionManager> {
     Ok(ConnectionManager::new(client).await?)
 }
 
-/// `n` sequential timed `PING`s on one `ConnectionManager`, after `warmup` untimed ones.
-pub async fn ping(url: &str, warmup: usize, n: usize) -> Res<Summary> {
-    let conn = connection_manager(url).await?;
+/// `n` sequential timed `PING`s on `conn`, after `warmup` untimed ones.
+pub async fn ping(conn: &ConnectionManager, warmup: usize, n: usize) -> Res<Summary> {
     time_cycles(warmup, n, || {
         let mut conn = conn.clone();
         async move {
@@ -49,8 +48,7 @@ if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) el
 /// The protocol's minimum, with no library at all: `SET key token NX PX ttl`, then the
 /// compare-and-delete script (EVALSHA), sent straight through redis-rs on one
 /// `ConnectionManager`. What a lock cycle cannot go below on this connection.
-pub async fn bare_cycle(url: &str, warmup: usize, n: usize) -> Res<Summary> {
-    let conn = connection_manager(url).await?;
+pub async fn bare_cycle(conn: &ConnectionManager, warmup: usize, n: usize) -> Res<Summary> {
     let release = redis::Script::new(RELEASE_LUA);
     let mut i = 0u64;
     time_cycles(warmup, n, || {
@@ -86,12 +84,11 @@ pub async fn bare_cycle(url: &str, warmup: usize, n: usize) -> Res<Summary> {
 
 /// `SET <key> x` in a closed loop from `tasks` tasks sharing one `ConnectionManager`.
 pub async fn set_throughput(
-    url: &str,
+    conn: ConnectionManager,
     tasks: usize,
     keys: usize,
     window: Window,
 ) -> Res<Throughput> {
-    let conn = connection_manager(url).await?;
     let keys: Arc<Vec<String>> = Arc::new((0..keys).map(|k| format!("bench:floor:{k}")).collect());
     throughput(tasks, window, move |task, i| {
         let mut conn = conn.clone();
@@ -142,6 +139,39 @@ pub struct BenchSet {
 
 /// Longest a redis-benchmark run may take before it is killed.
 const BENCH_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl BenchPing {
+    /// Several runs as one: the median of their medians, the mean of their means.
+    pub fn combine(runs: &[BenchPing]) -> Option<BenchPing> {
+        if runs.is_empty() {
+            return None;
+        }
+        let n: usize = runs.iter().map(|r| r.n).sum();
+        let p50s: Vec<f64> = runs.iter().map(|r| r.p50_us).collect();
+        let avg_us = runs.iter().map(|r| r.avg_us * r.n as f64).sum::<f64>() / n as f64;
+        Some(BenchPing {
+            n,
+            p50_us: crate::stats::median(&p50s),
+            avg_us,
+        })
+    }
+}
+
+impl BenchSet {
+    /// Several runs as one: all requests over all their time.
+    pub fn combine(runs: &[BenchSet]) -> Option<BenchSet> {
+        let first = runs.first()?;
+        let n: usize = runs.iter().map(|r| r.n).sum();
+        let secs: f64 = runs.iter().map(|r| r.n as f64 / r.rps).sum();
+        let server_cpu: f64 = runs.iter().map(|r| r.server_cpu_us * r.n as f64).sum();
+        Some(BenchSet {
+            n,
+            clients: first.clients,
+            rps: n as f64 / secs,
+            server_cpu_us: server_cpu / n as f64,
+        })
+    }
+}
 
 impl RedisBenchmark {
     /// Finds `redis-benchmark` on `PATH`.

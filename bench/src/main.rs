@@ -34,6 +34,7 @@
 //! same server. See BENCHMARKS.md for the figures and how to read them.
 
 mod floor;
+mod measure;
 mod ours;
 mod peers;
 mod plots;
@@ -51,14 +52,10 @@ use std::time::{Duration, Instant};
 use lock_tests::RedisServer;
 
 use crate::floor::{BenchPing, BenchSet, RedisBenchmark};
+use crate::measure::{Cycles, Rate};
 use crate::ours::{AttributeVsManual, HeldLocks, HeldLocksConfig, Ours};
-use crate::peers::{Redlock, Rslock};
-use crate::probe::{Accounting, Counters, Cpu, Machine, Monitor, Probe};
-use crate::stats::Summary;
-use crate::workload::{
-    AsyncLocker, Handoff, SyncLocker, Throughput, Window, handoff, handoff_sync, partition_keys,
-    throughput, throughput_sync, uncontended, uncontended_sync,
-};
+use crate::probe::{Accounting, Counters, Machine, Probe};
+use crate::workload::{Handoff, Window};
 
 /// The error type of the whole bench: anything, with a message.
 pub type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -82,13 +79,15 @@ pub const BENCH_SET_CLIENTS: usize = 50;
 pub struct Config {
     /// Whether this is the quick run.
     pub quick: bool,
-    /// Untimed cycles before P1 and the PING samples.
+    /// Untimed cycles before P1 and its floors.
     pub p1_warmup: usize,
-    /// Timed P1 cycles, per library.
-    pub p1_cycles: usize,
-    /// Timed PINGs.
-    pub pings: usize,
-    /// P2's (and the SET floor's) warm-up and timed window.
+    /// Rounds of P1 and its floors, interleaved.
+    pub p1_rounds: usize,
+    /// Timed cycles per subject per round.
+    pub p1_block: usize,
+    /// Rounds of P2 and its floors, interleaved.
+    pub p2_rounds: usize,
+    /// P2's (and the SET floor's) warm-up and timed window, per round.
     pub p2_window: Window,
     /// redis-benchmark requests for `-t ping_mbulk -c 1`.
     pub bench_ping_n: usize,
@@ -115,11 +114,12 @@ impl Config {
         Config {
             quick: false,
             p1_warmup: 1_000,
-            p1_cycles: 10_000,
-            pings: 20_000,
+            p1_rounds: 10,
+            p1_block: 1_000,
+            p2_rounds: 6,
             p2_window: Window {
-                warmup: Duration::from_millis(500),
-                measure: Duration::from_secs(3),
+                warmup: Duration::from_millis(250),
+                measure: Duration::from_millis(500),
             },
             bench_ping_n: 20_000,
             bench_set_n: 200_000,
@@ -142,11 +142,12 @@ impl Config {
         Config {
             quick: true,
             p1_warmup: 50,
-            p1_cycles: 300,
-            pings: 500,
+            p1_rounds: 2,
+            p1_block: 150,
+            p2_rounds: 2,
             p2_window: Window {
-                warmup: Duration::from_millis(100),
-                measure: Duration::from_millis(300),
+                warmup: Duration::from_millis(50),
+                measure: Duration::from_millis(150),
             },
             bench_ping_n: 1_000,
             bench_set_n: 10_000,
@@ -200,21 +201,13 @@ impl Lib {
 /// The floor figures.
 #[derive(Debug, Clone)]
 pub struct Floor {
-    /// Our timed PINGs.
-    pub ping: Summary,
+    /// Our timed PINGs on a `ConnectionManager`.
+    pub ping: Cycles,
     /// The protocol's minimum cycle (`SET NX PX` + compare-and-delete) sent straight
-    /// through redis-rs, one cycle at a time.
-    pub bare: Summary,
-    /// What the server counted during `bare`.
-    pub bare_counters: Counters,
-    /// Round trips of `bare`.
-    pub bare_accounting: Accounting,
-    /// CPU time during `bare`.
-    pub bare_cpu: Cpu,
-    /// SET throughput, 64 tasks on one `ConnectionManager`.
-    pub set: Throughput,
-    /// What the server counted during `set`.
-    pub set_counters: Counters,
+    /// through redis-rs.
+    pub bare: Cycles,
+    /// SET throughput, [`P2_TASKS`] tasks on one `ConnectionManager`.
+    pub set: Rate,
     /// redis-benchmark, if installed.
     pub bench: Option<RedisBenchmark>,
     /// `redis-benchmark -t ping_mbulk -c 1`.
@@ -225,52 +218,22 @@ pub struct Floor {
     pub bench_set_counters: Option<Counters>,
 }
 
-/// One library's P2.
-#[derive(Debug, Clone)]
-pub struct P2 {
-    /// Which library.
-    pub lib: Lib,
-    /// Cycles completed.
-    pub throughput: Throughput,
-    /// What the server counted over the whole run, warm-up included.
-    pub counters: Counters,
-}
-
 /// One library's P1.
 #[derive(Debug, Clone)]
 pub struct P1 {
     /// Which library.
     pub lib: Lib,
-    /// Cycle times, microseconds.
-    pub cycle: Summary,
-    /// What the server counted during the timed cycles.
-    pub counters: Counters,
-    /// Round trips, from an untimed pass under `MONITOR`.
-    pub accounting: Accounting,
-    /// CPU time during the timed cycles.
-    pub cpu: Cpu,
+    /// Its cycles.
+    pub cycles: Cycles,
 }
 
-impl P1 {
-    /// Client CPU per cycle, microseconds.
-    pub fn client_cpu_us(&self) -> f64 {
-        self.cpu.client * 1e6 / self.cycle.n as f64
-    }
-
-    /// Top-level commands (round trips) per cycle.
-    pub fn commands_per_cycle(&self) -> f64 {
-        self.accounting.per_cycle()
-    }
-
-    /// Server time per cycle in top-level commands, microseconds.
-    pub fn server_us_per_cycle(&self) -> f64 {
-        self.counters.top_level_usec(&self.accounting) / self.cycle.n as f64
-    }
-
-    /// TCP connections the server accepted per cycle.
-    pub fn connections_per_cycle(&self) -> f64 {
-        self.counters.connections as f64 / self.cycle.n as f64
-    }
+/// One library's P2.
+#[derive(Debug, Clone)]
+pub struct P2 {
+    /// Which library.
+    pub lib: Lib,
+    /// Its cycles per second.
+    pub rate: Rate,
 }
 
 /// One library's P3.
@@ -426,10 +389,26 @@ fn run(options: &Options) -> Res<()> {
     let p4 = ours::held_locks(&rt, &mut probe, &url, config.p4)?;
     probe.flush()?;
 
-    let floor = measure_floor(&rt, &mut probe, &server, &config)?;
-    let p1 = measure_p1(&rt, &mut probe, &server, &config)?;
-    let p2 = measure_p2(&rt, &mut probe, &url, &config)?;
-    let p3 = measure_p3(&rt, &mut probe, &server, &config)?;
+    let bench = RedisBenchmark::find();
+    if bench.is_none() {
+        eprintln!(
+            "lock-bench: redis-benchmark is not installed (apt-get install redis-tools); \
+             the floor is our own PINGs and SETs only"
+        );
+    }
+    let cycles = measure::cycles_phase(&rt, &mut probe, &server, &config, bench.as_ref())?;
+    let rates = measure::throughput_phase(&rt, &mut probe, &server, &config, bench.as_ref())?;
+    let p3 = measure::handoff_phase(&rt, &mut probe, &server, &config)?;
+    let floor = Floor {
+        ping: cycles.ping,
+        bare: cycles.bare,
+        set: rates.set,
+        bench,
+        bench_ping: cycles.bench_ping,
+        bench_set: rates.bench_set,
+        bench_set_counters: rates.bench_set_counters,
+    };
+    let (p1, p2) = (cycles.p1, rates.p2);
 
     step("P5: attribute vs manual guard");
     let p5 = rt.block_on(async {
@@ -461,275 +440,7 @@ fn run(options: &Options) -> Res<()> {
     Ok(())
 }
 
-fn step(what: &str) {
+/// Prints a progress line.
+pub fn step(what: &str) {
     eprintln!("lock-bench: {what}");
-}
-
-fn measure_floor(
-    rt: &tokio::runtime::Runtime,
-    probe: &mut Probe,
-    server: &RedisServer,
-    config: &Config,
-) -> Res<Floor> {
-    let url = server.url();
-    step("floor: PING round trip (redis-rs ConnectionManager)");
-    let ping = rt.block_on(floor::ping(&url, config.p1_warmup, config.pings))?;
-    step("floor: SET NX PX + compare-and-delete, bare (redis-rs ConnectionManager)");
-    let Measured {
-        timed: bare,
-        counters: bare_counters,
-        accounting: bare_accounting,
-        cpu: bare_cpu,
-    } = counted_and_accounted(
-        probe,
-        server.port(),
-        (config.p1_warmup, config.p1_cycles, config.accounting_cycles),
-        |w, n| rt.block_on(floor::bare_cycle(&url, w, n)),
-    )?;
-    step("floor: SET throughput (redis-rs, 64 tasks, one connection)");
-    probe.reset()?;
-    let set = rt.block_on(floor::set_throughput(
-        &url,
-        P2_TASKS,
-        P2_KEYS,
-        config.p2_window,
-    ))?;
-    let set_counters = probe.counters()?;
-    probe.flush()?;
-    let bench = RedisBenchmark::find();
-    let (bench_ping, bench_set, bench_set_counters) = match &bench {
-        Some(rb) => {
-            step("floor: redis-benchmark -t ping_mbulk -c 1, -t set -c 50");
-            let ping = rb.ping(server.port(), config.bench_ping_n)?;
-            probe.reset()?;
-            let cpu = Cpu::now();
-            let set = rb.set(server.port(), config.bench_set_n, BENCH_SET_CLIENTS)?;
-            let cpu = Cpu::now().since(cpu);
-            let server_cpu_us = cpu.server * 1e6 / config.bench_set_n as f64;
-            let set = BenchSet {
-                server_cpu_us,
-                ..set
-            };
-            let counters = probe.counters()?;
-            probe.flush()?;
-            (Some(ping), Some(set), Some(counters))
-        }
-        None => {
-            eprintln!(
-                "lock-bench: redis-benchmark is not installed (apt-get install redis-tools); \
-                 the floor is our own PINGs and SETs only"
-            );
-            (None, None, None)
-        }
-    };
-    Ok(Floor {
-        ping,
-        bare,
-        bare_counters,
-        bare_accounting,
-        bare_cpu,
-        set,
-        set_counters,
-        bench,
-        bench_ping,
-        bench_set,
-        bench_set_counters,
-    })
-}
-
-/// One measurement's timed result, with what the server and the CPUs saw meanwhile.
-struct Measured<T> {
-    timed: T,
-    counters: Counters,
-    accounting: Accounting,
-    cpu: Cpu,
-}
-
-/// Runs one measurement the standard way: `run(warmup, 0)` untimed; counters reset;
-/// `run(0, n)` timed, counted and its CPU time taken; then `run(0, accounting)` under
-/// `MONITOR` to count round trips; then the keys are flushed.
-fn counted_and_accounted<T>(
-    probe: &mut Probe,
-    port: u16,
-    (warmup, n, accounting): (usize, usize, usize),
-    mut run: impl FnMut(usize, usize) -> Res<T>,
-) -> Res<Measured<T>> {
-    run(warmup, 0)?;
-    probe.reset()?;
-    let cpu = Cpu::now();
-    let timed = run(0, n)?;
-    let cpu = Cpu::now().since(cpu);
-    let counters = probe.counters()?;
-    let monitor = Monitor::start(port)?;
-    run(0, accounting)?;
-    let accounting = monitor.finish(probe, accounting)?;
-    probe.flush()?;
-    Ok(Measured {
-        timed,
-        counters,
-        accounting,
-        cpu,
-    })
-}
-
-fn measure_p1(
-    rt: &tokio::runtime::Runtime,
-    probe: &mut Probe,
-    server: &RedisServer,
-    config: &Config,
-) -> Res<Vec<P1>> {
-    let (url, port) = (server.url(), server.port());
-    let counts = (config.p1_warmup, config.p1_cycles, config.accounting_cycles);
-    let mut rows = Vec::new();
-    let mut push = |lib: Lib, m: Measured<Summary>| {
-        rows.push(P1 {
-            lib,
-            cycle: m.timed,
-            counters: m.counters,
-            accounting: m.accounting,
-            cpu: m.cpu,
-        })
-    };
-    let key = |lib: Lib| format!("bench:p1:{}", lib.id());
-
-    step("P1: uncontended cycles, lock-runtime");
-    let ours = rt.block_on(Ours::connect(&url))?;
-    push(
-        Lib::Ours,
-        counted_and_accounted(probe, port, counts, |w, n| {
-            rt.block_on(uncontended(&ours, &key(Lib::Ours), w, n))
-        })?,
-    );
-    step("P1: uncontended cycles, rslock");
-    let rslock = Rslock::new(&url);
-    push(
-        Lib::Rslock,
-        counted_and_accounted(probe, port, counts, |w, n| {
-            rt.block_on(uncontended(&rslock, &key(Lib::Rslock), w, n))
-        })?,
-    );
-    step("P1: uncontended cycles, redlock");
-    let redlock = Redlock::new(&url);
-    push(
-        Lib::Redlock,
-        counted_and_accounted(probe, port, counts, |w, n| {
-            uncontended_sync(&redlock, &key(Lib::Redlock), w, n)
-        })?,
-    );
-    Ok(rows)
-}
-
-fn measure_p2(
-    rt: &tokio::runtime::Runtime,
-    probe: &mut Probe,
-    url: &str,
-    config: &Config,
-) -> Res<Vec<P2>> {
-    fn p2_async<L: AsyncLocker>(
-        locker: L,
-        lib: Lib,
-        window: Window,
-    ) -> impl Future<Output = Res<Throughput>> {
-        let keys = partition_keys(&format!("bench:p2:{}", lib.id()), P2_TASKS, P2_KEYS);
-        throughput(P2_TASKS, window, move |task, i| {
-            let locker = locker.clone();
-            let mine = &keys[task];
-            let key = mine[i as usize % mine.len()].clone();
-            async move {
-                let guard = locker.acquire(key).await?;
-                locker.release(guard).await
-            }
-        })
-    }
-
-    let window = config.p2_window;
-    let mut rows = Vec::new();
-    let mut counted =
-        |lib: Lib, probe: &mut Probe, run: &mut dyn FnMut() -> Res<Throughput>| -> Res<()> {
-            probe.reset()?;
-            let throughput = run()?;
-            let counters = probe.counters()?;
-            probe.flush()?;
-            rows.push(P2 {
-                lib,
-                throughput,
-                counters,
-            });
-            Ok(())
-        };
-    step("P2: throughput, lock-runtime");
-    let ours = rt.block_on(Ours::connect(url))?;
-    counted(Lib::Ours, probe, &mut || {
-        rt.block_on(p2_async(ours.clone(), Lib::Ours, window))
-    })?;
-    step("P2: throughput, rslock");
-    let rslock = Rslock::new(url);
-    counted(Lib::Rslock, probe, &mut || {
-        rt.block_on(p2_async(rslock.clone(), Lib::Rslock, window))
-    })?;
-    step("P2: throughput, redlock (64 OS threads)");
-    let redlock = Redlock::new(url);
-    let keys = partition_keys("bench:p2:redlock", P2_TASKS, P2_KEYS);
-    counted(Lib::Redlock, probe, &mut || {
-        throughput_sync(P2_TASKS, window, |task, i| {
-            let mine = &keys[task];
-            let guard = redlock.acquire(&mine[i as usize % mine.len()])?;
-            redlock.release(guard)
-        })
-    })?;
-    Ok(rows)
-}
-
-fn measure_p3(
-    rt: &tokio::runtime::Runtime,
-    probe: &mut Probe,
-    server: &RedisServer,
-    config: &Config,
-) -> Res<Vec<P3>> {
-    let (url, port) = (server.url(), server.port());
-    let counts = (
-        config.p3_warmup,
-        config.p3_samples,
-        config.accounting_rounds,
-    );
-    let mut rows = Vec::new();
-    let mut push = |lib: Lib, m: Measured<Handoff>| {
-        rows.push(P3 {
-            lib,
-            handoff: m.timed,
-            accounting: m.accounting,
-        })
-    };
-    let key = |lib: Lib| format!("bench:p3:{}", lib.id());
-
-    step("P3: hand-off, lock-runtime");
-    let (a, b) = rt.block_on(async {
-        Ok::<_, Box<dyn Error + Send + Sync>>((
-            Ours::connect(&url).await?,
-            Ours::connect(&url).await?,
-        ))
-    })?;
-    push(
-        Lib::Ours,
-        counted_and_accounted(probe, port, counts, |w, n| {
-            rt.block_on(handoff(a.clone(), b.clone(), &key(Lib::Ours), w, n))
-        })?,
-    );
-    step("P3: hand-off, rslock");
-    let (a, b) = (Rslock::new(&url), Rslock::new(&url));
-    push(
-        Lib::Rslock,
-        counted_and_accounted(probe, port, counts, |w, n| {
-            rt.block_on(handoff(a.clone(), b.clone(), &key(Lib::Rslock), w, n))
-        })?,
-    );
-    step("P3: hand-off, redlock");
-    let (a, b) = (Redlock::new(&url), Redlock::new(&url));
-    push(
-        Lib::Redlock,
-        counted_and_accounted(probe, port, counts, |w, n| {
-            handoff_sync(&a, &b, &key(Lib::Redlock), w, n)
-        })?,
-    );
-    Ok(rows)
 }

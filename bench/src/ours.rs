@@ -76,6 +76,8 @@ pub struct HeldLocks {
     pub acquire_secs: f64,
     /// VmRSS before acquiring, after acquiring, and at the end of the hold, in bytes.
     pub rss: [u64; 3],
+    /// VmRSS read once per renewal period while the locks were held, in bytes.
+    pub rss_by_period: Vec<u64>,
     /// What the server counted during the hold.
     pub counters: Counters,
     /// The counted window, from `CONFIG RESETSTAT` to `INFO commandstats`.
@@ -151,11 +153,15 @@ pub fn held_locks(
     let acquire_secs = started.elapsed().as_secs_f64();
     let rss_acquired = rss_bytes()?;
 
-    // Renewals run on the runtime's worker threads while this thread sleeps.
-    thread::sleep(config.settle);
+    // Renewals run on the runtime's worker threads while this thread sleeps; VmRSS is read
+    // once per renewal period on the way.
+    let period = config.ttl / 3;
+    let mut rss_by_period = Vec::new();
+    let settle_until = Instant::now() + config.settle;
+    sleep_reading_rss(settle_until, period, &mut rss_by_period)?;
     probe.reset()?;
     let counted_from = Instant::now();
-    thread::sleep(config.hold);
+    sleep_reading_rss(counted_from + config.hold, period, &mut rss_by_period)?;
     let counters = probe.counters()?;
     let window = counted_from.elapsed();
     let rss_held = rss_bytes()?;
@@ -166,10 +172,23 @@ pub fn held_locks(
         config,
         acquire_secs,
         rss: [rss_before, rss_acquired, rss_held],
+        rss_by_period,
         counters,
         window,
         lost,
     })
+}
+
+/// Sleeps until `until`, reading VmRSS every `period` on the way.
+fn sleep_reading_rss(until: Instant, period: Duration, rss: &mut Vec<u64>) -> Res<()> {
+    loop {
+        let now = Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        thread::sleep(period.min(until - now));
+        rss.push(rss_bytes()?);
+    }
 }
 
 /// Acquires `bench:p4:0..locks` from [`P4_TASKS`] tasks; the guards come back in chunks.

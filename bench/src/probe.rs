@@ -31,6 +31,17 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Adds another period's counts to these.
+    pub fn add(&mut self, other: &Counters) {
+        for (name, calls) in &other.calls {
+            *self.calls.entry(name.clone()).or_insert(0) += calls;
+        }
+        for (name, usec) in &other.usec {
+            *self.usec.entry(name.clone()).or_insert(0) += usec;
+        }
+        self.connections += other.connections;
+    }
+
     /// Calls of `name` (lower case, as Redis names it).
     pub fn get(&self, name: &str) -> u64 {
         self.calls.get(name).copied().unwrap_or(0)
@@ -331,6 +342,14 @@ impl Cpu {
                 .get()
                 .and_then(|pid| cpu_seconds(&pid.to_string()))
                 .unwrap_or(f64::NAN),
+        }
+    }
+
+    /// The sum of two spans.
+    pub fn plus(self, other: Cpu) -> Cpu {
+        Cpu {
+            client: self.client + other.client,
+            server: self.server + other.server,
         }
     }
 
