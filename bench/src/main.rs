@@ -15,23 +15,28 @@
 //! What it measures:
 //!
 //! - **Floor.** Timed `PING`s, one at a time, on a redis-rs `ConnectionManager` (the
-//!   connection lock-runtime uses); `SET` throughput from 64 tasks on one such connection;
-//!   and, if `redis-benchmark` is installed, `-t ping_mbulk -c 1` and `-t set -c 50`.
+//!   connection lock-runtime uses); the bare protocol cycle (`SET NX PX`, then the
+//!   compare-and-delete script) on the same kind of connection; `SET` throughput from 64
+//!   tasks on one such connection; and, if `redis-benchmark` is installed, `-t ping_mbulk
+//!   -c 1` and `-t set -c 50`.
 //! - **P1.** Uncontended acquire + release of one key on one task: time per cycle, divided
-//!   by the PING round trip; and the commands the server counted per cycle.
+//!   by the PING round trip; round trips per cycle; client and server CPU per cycle.
 //! - **P2.** Throughput: 64 tasks on one client, 1,000 keys split between them (no two
 //!   tasks share a key), acquire + release in a closed loop; divided by redis-benchmark's
 //!   SET throughput.
 //! - **P3.** Contended hand-off: two clients on one key; from the holder's release
 //!   returning to the waiter's acquire returning. p50, p99, p999.
-//! - **P4.** 10,000 locks held on one client with a 3 s TTL for three renewal periods:
-//!   renewal commands per tick as counted by the server (`INFO commandstats`), and RSS
-//!   per held lock (`VmRSS`).
+//! - **P4.** 10,000 locks held on one client with a 3 s TTL: renewal commands per tick as
+//!   counted by the server (`INFO commandstats`) over three renewal periods, and RSS per
+//!   held lock (`VmRSS`).
 //! - **P5.** The `#[distributed_lock]` attribute against the manual guard on P1's
 //!   workload.
 //!
-//! P1-P3 also run with rslock and redlock, with their default retry settings, against the
-//! same server. See BENCHMARKS.md for the figures and how to read them.
+//! P1-P3 also run with rslock 0.10 and redlock 2.0, with their default retry settings,
+//! against the same server. Figures that are divided by each other are taken interleaved
+//! (short blocks in rotating order), because the machine's load drifts; round trips are
+//! counted in an untimed pass under `MONITOR`. See BENCHMARKS.md for the figures and how
+//! they were taken.
 
 mod floor;
 mod measure;
