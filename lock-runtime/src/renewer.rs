@@ -47,6 +47,9 @@ struct State {
     /// The largest early-renewal window among the leases held.
     max_window: Duration,
     task: Option<AbortHandle>,
+    /// When the sleeping task will wake on its own; `None` while it works. A new event
+    /// later than this needs no wake-up, which spares the task one wake per acquire.
+    sleeping_until: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -89,11 +92,20 @@ impl State {
         }
     }
 
-    fn schedule(&mut self, id: LeaseId) {
-        if let Some(entry) = self.entries.get_mut(&id) {
-            entry.generation += 1;
-            self.queue
-                .push(Reverse((entry.next_event(), id, entry.generation)));
+    /// Queues `id`'s next event; returns it, if the lease is still held.
+    fn schedule(&mut self, id: LeaseId) -> Option<Instant> {
+        let entry = self.entries.get_mut(&id)?;
+        entry.generation += 1;
+        let when = entry.next_event();
+        self.queue.push(Reverse((when, id, entry.generation)));
+        Some(when)
+    }
+
+    /// Whether the task must be woken to see an event at `when`.
+    fn needs_wake(&self, when: Option<Instant>) -> bool {
+        match (when, self.sleeping_until) {
+            (Some(when), Some(until)) => when < until,
+            _ => false,
         }
     }
 }
@@ -130,12 +142,13 @@ impl Renewer {
                 retry_at: None,
             },
         );
-        state.schedule(id);
+        let when = state.schedule(id);
         // The task exits when it has nothing to do, and dies with its runtime: start one if
         // none is running.
         if state.task.as_ref().is_none_or(AbortHandle::is_finished) {
+            state.sleeping_until = None;
             state.task = Some(tokio::spawn(Arc::clone(self).run()).abort_handle());
-        } else {
+        } else if state.needs_wake(when) {
             drop(state);
             self.wake.notify_one();
         }
@@ -144,7 +157,16 @@ impl Renewer {
 
     /// Stops looking after a lease (it was released or dropped).
     pub(crate) fn unregister(&self, id: LeaseId) {
-        self.state().entries.remove(&id);
+        let mut state = self.state();
+        state.entries.remove(&id);
+        // Its queued events go stale and are skipped when they come up; if many locks come
+        // and go between wake-ups, sweep them so the queue stays proportional to the locks.
+        if state.queue.len() > 2 * state.entries.len() + 64 {
+            let State { queue, entries, .. } = &mut *state;
+            queue.retain(|Reverse((_, id, generation))| {
+                entries.get(id).is_some_and(|e| e.generation == *generation)
+            });
+        }
     }
 
     /// Re-reads a lease's times after `extend` changed them.
@@ -155,9 +177,11 @@ impl Renewer {
             let ttl = entry.lease.ttl();
             state.max_window = state.max_window.max(window(ttl));
         }
-        state.schedule(id);
-        drop(state);
-        self.wake.notify_one();
+        let when = state.schedule(id);
+        if state.needs_wake(when) {
+            drop(state);
+            self.wake.notify_one();
+        }
     }
 
     /// The scheduler loop. Returns when no lease is left.
@@ -170,13 +194,16 @@ impl Renewer {
                     state.max_window = Duration::ZERO;
                     return;
                 }
+                state.sleeping_until = None;
                 state.drop_stale_heads();
                 let batch = self.collect_due(&mut state);
                 for chunk in batch.chunks(MAX_BATCH) {
                     tokio::spawn(Arc::clone(&self).renew(chunk.to_vec()));
                 }
                 state.drop_stale_heads();
-                state.queue.peek().map(|Reverse((when, _, _))| *when)
+                let next = state.queue.peek().map(|Reverse((when, _, _))| *when);
+                state.sleeping_until = next;
+                next
             };
             let notified = self.wake.notified();
             match next_wake {
@@ -259,6 +286,7 @@ impl Renewer {
         };
         let mut state = self.state();
         let retry_from = Instant::now();
+        let mut earliest: Option<Instant> = None;
         for (i, (id, lease, ttl)) in batch.iter().enumerate() {
             let Some(entry) = state.entries.get_mut(id) else {
                 continue; // released meanwhile
@@ -280,9 +308,13 @@ impl Renewer {
                     tracing::warn!(key = %lease.key, %error, "lock renewal failed; retrying until the lease deadline");
                 }
             }
-            state.schedule(*id);
+            if let Some(when) = state.schedule(*id) {
+                earliest = Some(earliest.map_or(when, |e| e.min(when)));
+            }
         }
-        drop(state);
-        self.wake.notify_one();
+        if state.needs_wake(earliest) {
+            drop(state);
+            self.wake.notify_one();
+        }
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use crate::backend::wakeup::ReleaseWatch;
 use crate::backend::{AcquireArgs, Acquired, bounded};
@@ -13,6 +12,16 @@ use crate::guard::{LockGuard, release_in_background};
 use crate::keys::{check_ttl, fence_key, full_key};
 use crate::lease::Lease;
 use crate::{Backoff, LockClient, LockError, context};
+
+/// A fresh token for one acquisition: a version-4 UUID (122 random bits) from the thread's
+/// CSPRNG, which `rand` seeds from the OS and reseeds; this avoids a `getrandom` system call
+/// per acquire.
+fn new_token() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
 
 /// The default lock TTL: 30 seconds.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
@@ -131,7 +140,7 @@ impl LockRequest {
         let mut releases: Option<ReleaseWatch> = None;
         let mut watching = false;
         loop {
-            let token = Uuid::new_v4().to_string();
+            let token = new_token();
             let args = AcquireArgs {
                 key: &key,
                 token: &token,
@@ -256,5 +265,19 @@ impl LockRequest {
                 Err(LockError::Lost { key, reason })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_token;
+
+    #[test]
+    fn tokens_are_fresh_v4_uuids() {
+        let a = uuid::Uuid::parse_str(&new_token()).unwrap();
+        let b = uuid::Uuid::parse_str(&new_token()).unwrap();
+        assert_eq!(a.get_version_num(), 4);
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(a, b);
     }
 }
