@@ -119,9 +119,9 @@ impl Config {
         Config {
             quick: false,
             p1_warmup: 1_000,
-            p1_rounds: 10,
-            p1_block: 1_000,
-            p2_rounds: 6,
+            p1_rounds: 20,
+            p1_block: 500,
+            p2_rounds: 10,
             p2_window: Window {
                 warmup: Duration::from_millis(250),
                 measure: Duration::from_millis(500),

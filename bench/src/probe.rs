@@ -447,32 +447,10 @@ pub fn load_1min() -> Option<f64> {
         .ok()
 }
 
-/// The commit the workspace is at, with `+dirty` when lock-runtime has uncommitted changes.
+/// Which lock-runtime this binary was built from (commit, uncommitted changes, and a
+/// fingerprint of the sources), recorded by build.rs.
 pub fn source_revision() -> String {
-    let root = crate::workspace_root();
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .current_dir(&root)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-    };
-    let Some(rev) = git(&["rev-parse", "--short", "HEAD"]) else {
-        return "unknown".to_owned();
-    };
-    let dirty = git(&["status", "--porcelain", "--", "lock-runtime", "lock-macros"])
-        .is_some_and(|s| !s.trim().is_empty());
-    format!(
-        "{}{}",
-        rev.trim(),
-        if dirty {
-            " + uncommitted changes to lock-runtime/lock-macros"
-        } else {
-            ""
-        }
-    )
+    env!("LOCK_BENCH_SOURCE").to_owned()
 }
 
 #[cfg(test)]

@@ -461,7 +461,11 @@ fn markdown(r: &Results) -> String {
         r.date,
         minutes(r.elapsed.as_secs())
     );
-    let _ = writeln!(w, "| Source | `{}` |", r.revision);
+    let _ = writeln!(
+        w,
+        "| Measured | {} (recorded when the bench was built) |",
+        r.revision
+    );
     let _ = writeln!(
         w,
         "| Machine | {}, {} logical CPUs (available parallelism {}), {} |",
@@ -493,8 +497,8 @@ fn markdown(r: &Results) -> String {
     let _ = writeln!(
         w,
         "All clients, redis-server and redis-benchmark share the machine's {} CPUs with each other (and with \
-         whatever else runs), so the figures are from one run and move by several per cent between runs. \
-         Ratios are taken within this one run.\n",
+         whatever else runs), so the figures are from one run. The spread columns show how much they move \
+         between rounds of this run; whole runs differ more. Ratios are taken within this one run.\n",
         r.machine.parallelism
     );
 
