@@ -1,5 +1,6 @@
-//! Records which lock-runtime this binary measures, at build time: the git commit, whether
-//! lock-runtime or lock-macros had uncommitted changes, and a fingerprint of their sources.
+//! Records which lock-runtime this binary measures, at build time: the last commit that
+//! changed lock-runtime or lock-macros, whether they had uncommitted changes, and a
+//! fingerprint of their sources.
 //! (Reading git when the bench runs would name whatever was committed meanwhile, not what
 //! was compiled.)
 
@@ -47,7 +48,21 @@ fn main() {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
-    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    // Committing changes the commit and the dirty flag without touching the sources.
+    let head_log = root.join(".git/logs/HEAD");
+    if head_log.is_file() {
+        println!("cargo::rerun-if-changed={}", head_log.display());
+    }
+    let commit = git(&[
+        "log",
+        "-1",
+        "--format=%h",
+        "--",
+        "lock-runtime",
+        "lock-macros",
+    ])
+    .filter(|c| !c.is_empty())
+    .unwrap_or_else(|| "unknown".to_owned());
     let dirty = git(&["status", "--porcelain", "--", "lock-runtime", "lock-macros"])
         .is_some_and(|s| !s.is_empty());
     println!(
