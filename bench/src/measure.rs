@@ -15,7 +15,7 @@ use tokio::runtime::Runtime;
 use crate::floor::{self, BenchPing, BenchSet, RedisBenchmark};
 use crate::ours::Ours;
 use crate::peers::{Redlock, Rslock};
-use crate::probe::{Accounting, Counters, Cpu, Monitor, Probe};
+use crate::probe::{Accounting, Counters, Cpu, Probe, account};
 use crate::stats::{Samples, Summary};
 use crate::workload::{
     AsyncLocker, Handoff, SyncLocker, Throughput, Window, handoff, handoff_sync, partition_keys,
@@ -54,9 +54,14 @@ impl Cycles {
         self.counters.top_level_usec(&self.accounting) / self.cycle.n as f64
     }
 
-    /// Top-level commands (round trips) per cycle.
+    /// Top-level commands per cycle.
     pub fn commands_per_cycle(&self) -> f64 {
         self.accounting.per_cycle()
+    }
+
+    /// Round trips per cycle (pipelined commands share one).
+    pub fn round_trips_per_cycle(&self) -> f64 {
+        self.accounting.round_trips_per_cycle()
     }
 
     /// TCP connections the server accepted per cycle.
@@ -188,9 +193,8 @@ fn interleave_cycles(
     }
     let mut out = Vec::with_capacity(n);
     for (run, (samples, block_means, counters, cpu)) in subjects.iter_mut().zip(pooled) {
-        let monitor = Monitor::start(port)?;
-        run(0, config.accounting_cycles)?;
-        let accounting = monitor.finish(probe, config.accounting_cycles)?;
+        let cycles = config.accounting_cycles;
+        let accounting = account(probe, port, cycles, || run(0, cycles).map(drop))?;
         out.push(Cycles {
             cycle: samples.sorted(),
             block_means,
@@ -363,9 +367,7 @@ pub fn handoff_phase(
         step(&format!("P3: hand-off, {}", lib.name()));
         run(warmup, 0)?;
         let handoff = run(0, n)?;
-        let monitor = Monitor::start(server.port())?;
-        run(0, rounds)?;
-        let accounting = monitor.finish(probe, rounds)?;
+        let accounting = account(probe, server.port(), rounds, || run(0, rounds).map(drop))?;
         probe.flush()?;
         rows.push(P3 {
             lib,

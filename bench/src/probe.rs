@@ -28,6 +28,9 @@ pub struct Counters {
     pub usec: BTreeMap<String, u64>,
     /// `INFO stats` `total_connections_received`.
     pub connections: u64,
+    /// `INFO stats` `total_writes_processed`: write events to client sockets, one per reply
+    /// to a request or to a pipelined batch of requests read together: a round trip.
+    pub writes: u64,
 }
 
 impl Counters {
@@ -40,6 +43,7 @@ impl Counters {
             *self.usec.entry(name.clone()).or_insert(0) += usec;
         }
         self.connections += other.connections;
+        self.writes += other.writes;
     }
 
     /// Calls of `name` (lower case, as Redis names it).
@@ -113,9 +117,12 @@ impl Counters {
     }
 }
 
-/// Commands seen by `MONITOR` during an untimed pass of a workload: the top-level ones
-/// (each one a request and a reply: a round trip, pipelined or not) apart from those a
-/// script ran inside the server (`[0 lua]`), which `INFO commandstats` cannot tell apart.
+/// What untimed passes of a workload cost the server: the commands `MONITOR` saw, the
+/// top-level ones apart from those a script ran inside the server (`[0 lua]`, which `INFO
+/// commandstats` cannot tell apart); and, from a second pass without `MONITOR` (whose own
+/// output would count), the write events and connections `INFO stats` counted. The server
+/// writes once per reply to a request or to a pipelined batch read together, so its writes
+/// are the round trips.
 #[derive(Debug, Clone, Default)]
 pub struct Accounting {
     /// Cycles (or rounds) the pass ran.
@@ -124,9 +131,19 @@ pub struct Accounting {
     pub top: BTreeMap<String, u64>,
     /// Commands run by scripts, by name.
     pub inner: BTreeMap<String, u64>,
+    /// Server write events during the second pass, the probe's own left out.
+    pub writes: u64,
+    /// Connections accepted during the second pass.
+    pub connections: u64,
 }
 
 impl Accounting {
+    /// Round trips per cycle: the server's writes (a new TCP connection's handshake is not
+    /// in them).
+    pub fn round_trips_per_cycle(&self) -> f64 {
+        self.writes as f64 / self.cycles.max(1) as f64
+    }
+
     /// Top-level commands per cycle.
     pub fn per_cycle(&self) -> f64 {
         self.top.values().sum::<u64>() as f64 / self.cycles.max(1) as f64
@@ -173,7 +190,34 @@ fn per_cycle_breakdown(calls: &BTreeMap<String, u64>, cycles: usize) -> String {
 const MONITOR_END: &str = "lock-bench-monitor-end";
 
 /// What the monitor thread hands back: top-level and script-run commands by name.
-type Seen = (BTreeMap<String, u64>, BTreeMap<String, u64>);
+pub type Seen = (BTreeMap<String, u64>, BTreeMap<String, u64>);
+
+/// Writes the server makes to the probe between `CONFIG RESETSTAT` and the `INFO stats`
+/// that reads the counters: the replies to `CONFIG RESETSTAT` and `INFO commandstats`.
+const PROBE_WRITES: u64 = 2;
+
+/// Runs `pass` (a workload of `cycles` cycles) twice, untimed: once to count round trips and
+/// connections, once under `MONITOR` to see the commands.
+pub fn account(
+    probe: &mut Probe,
+    port: u16,
+    cycles: usize,
+    mut pass: impl FnMut() -> Res<()>,
+) -> Res<Accounting> {
+    probe.reset()?;
+    pass()?;
+    let counters = probe.counters()?;
+    let monitor = Monitor::start(port)?;
+    pass()?;
+    let (top, inner) = monitor.finish(probe)?;
+    Ok(Accounting {
+        cycles,
+        top,
+        inner,
+        writes: counters.writes.saturating_sub(PROBE_WRITES),
+        connections: counters.connections,
+    })
+}
 
 /// A `MONITOR` connection, read by a thread of its own, while an accounting pass runs.
 pub struct Monitor {
@@ -181,7 +225,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Connects to the server at 127.0.0.1:`port` and starts monitoring; every command the
+    /// Connects to the server at 127.0.0.1:`port` and starts monitoring: every command the
     /// server runs from now on is seen.
     pub fn start(port: u16) -> Res<Monitor> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
@@ -223,14 +267,14 @@ impl Monitor {
     }
 
     /// Ends the pass (through `probe`, so that every command sent before is seen first) and
-    /// returns what was counted over `cycles` cycles.
-    pub fn finish(self, probe: &mut Probe, cycles: usize) -> Res<Accounting> {
+    /// returns the top-level and the script-run commands seen, by name.
+    pub fn finish(self, probe: &mut Probe) -> Res<Seen> {
         redis::cmd("ECHO").arg(MONITOR_END).exec(&mut probe.con)?;
         let (top, inner) = self
             .reader
             .join()
             .map_err(|_| "the MONITOR thread panicked")??;
-        Ok(Accounting { cycles, top, inner })
+        Ok((top, inner))
     }
 }
 
@@ -290,13 +334,16 @@ impl Probe {
             usec.insert(name.to_owned(), field("usec")?);
         }
         let stats: String = redis::cmd("INFO").arg("stats").query(&mut self.con)?;
-        let connections = info_field(&stats, "total_connections_received")
-            .and_then(|v| v.parse().ok())
-            .ok_or("INFO stats has no total_connections_received")?;
+        let stat = |name: &str| {
+            info_field(&stats, name)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("INFO stats has no {name}"))
+        };
         Ok(Counters {
             calls,
             usec,
-            connections,
+            connections: stat("total_connections_received")?,
+            writes: stat("total_writes_processed")?,
         })
     }
 

@@ -368,6 +368,11 @@ fn results_tsv(r: &Results) -> String {
             row.commands_per_cycle(),
             "1",
         );
+        put(
+            format!("p1.{id}.round_trips_per_cycle"),
+            row.round_trips_per_cycle(),
+            "1",
+        );
     }
     let (set, _) = r.set_floor();
     for row in &r.p2 {
@@ -615,9 +620,9 @@ fn markdown(r: &Results) -> String {
     );
     let _ = writeln!(
         w,
-        "| Subject | mean per cycle | p50 | p99 | mean ÷ PING p50 (redis-rs) | mean ÷ PING p50 (redis-benchmark) | lock-runtime ÷ this | round trips per cycle (commands) | CPU per cycle: client / server (in commands) | TCP connections per cycle | block means, lowest-highest | cycles |"
+        "| Subject | mean per cycle | p50 | p99 | mean ÷ PING p50 (redis-rs) | mean ÷ PING p50 (redis-benchmark) | lock-runtime ÷ this | round trips per cycle | commands per cycle | CPU per cycle: client / server (in commands) | TCP connections per cycle | block means, lowest-highest | cycles |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let rb_ping = r.floor.bench_ping.as_ref().map(|b| b.p50_us);
     let rows =
         r.p1.iter()
@@ -639,7 +644,7 @@ fn markdown(r: &Results) -> String {
         let (lo, hi) = cy.spread();
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} - {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} - {} | {} |",
             name,
             dur(c.mean),
             dur(c.p50),
@@ -651,7 +656,7 @@ fn markdown(r: &Results) -> String {
             } else {
                 times(ours1.cycle.mean / c.mean)
             },
-            sig3(cy.commands_per_cycle()),
+            sig3(cy.round_trips_per_cycle()),
             with_inner(&cy.accounting),
             cpu_pair(
                 cy.client_cpu_us(),
@@ -743,14 +748,14 @@ fn markdown(r: &Results) -> String {
     let _ = writeln!(w, "### P3: contended hand-off, two clients, one key\n");
     let _ = writeln!(
         w,
-        "| Library | p50 | p99 | p999 | min | max | p50 ÷ PING p50 | lock-runtime p50 ÷ this p50 | server commands per round | samples ≤ 0 | samples (discarded) |"
+        "| Library | p50 | p99 | p999 | min | max | p50 ÷ PING p50 | lock-runtime p50 ÷ this p50 | round trips per round | commands per round | samples ≤ 0 | samples (discarded) |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in &r.p3 {
         let l = &row.handoff.latency;
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) |",
             row.lib.name(),
             dur(l.p50),
             dur(l.p99),
@@ -763,6 +768,7 @@ fn markdown(r: &Results) -> String {
             } else {
                 times(ours3.latency.p50 / l.p50)
             },
+            sig3(row.accounting.round_trips_per_cycle()),
             with_inner(&row.accounting),
             pct_of(non_positive(l) as f64, l.n as f64),
             count(l.n as f64),
@@ -992,8 +998,8 @@ fn peers_miss(r: &Results, figure: &str) -> String {
                     times(o.cycle.mean / p.cycle.mean),
                     slower,
                     o.block_means.len(),
-                    sig3(o.commands_per_cycle()),
-                    sig3(p.commands_per_cycle()),
+                    sig3(o.round_trips_per_cycle()),
+                    sig3(p.round_trips_per_cycle()),
                     dur(o.client_cpu_us()),
                     dur(p.client_cpu_us()),
                     dur(o.server_cpu_us()),
@@ -1114,7 +1120,7 @@ fn p1_miss(r: &Results) -> String {
          task wake-ups it causes.",
         dur(p1.cycle.mean),
         times(p1.cycle.mean / rtt),
-        sig3(p1.commands_per_cycle()),
+        sig3(p1.round_trips_per_cycle()),
         with_inner(&p1.accounting),
         dur(bare.mean),
         times(bare.mean / rtt),
@@ -1130,7 +1136,7 @@ fn p2_miss(r: &Results) -> String {
     let p2 = r.p2(Lib::Ours);
     let t = &p2.throughput;
     let (set, set_name) = r.set_floor();
-    let per_cycle = r.p1(Lib::Ours).commands_per_cycle();
+    let per_cycle = r.p1(Lib::Ours).round_trips_per_cycle();
     let cpus = r.machine.parallelism as f64;
     let used = (t.cpu.client + t.cpu.server) / t.secs;
     let cpu_per_cycle = t.client_cpu_us() + t.server_cpu_us();
@@ -1204,10 +1210,11 @@ fn p3_miss(r: &Results) -> String {
          so the hand-off is the remainder of its backoff sleep when the release lands, not round trips"
     };
     format!(
-        "**P3: hand-off p50 {} = {} RTT (p99 {}).** {how}. Commands per hand-off round: {}.",
+        "**P3: hand-off p50 {} = {} RTT (p99 {}).** {how}. Per hand-off round: {} round trips; commands {}.",
         dur(l.p50),
         times(l.p50 / rtt),
         dur(l.p99),
+        sig3(row.accounting.round_trips_per_cycle()),
         with_inner(&row.accounting),
     )
 }
@@ -1225,9 +1232,13 @@ fn method(w: &mut String, r: &Results) {
          of them alike. Between measurements the server is `FLUSHALL`ed.\n\
          - **Counting.** Server command counts and server time come from `CONFIG RESETSTAT` before and \
          `INFO commandstats` after each timed block (the probe's own `INFO`/`CONFIG` are left out). Those \
-         counts include the commands a script runs inside the server, so round trips are counted apart, in an \
-         untimed pass of each workload ({} cycles, {} P3 rounds) under `MONITOR`, which marks script-run \
-         commands `[0 lua]`. CPU time is `utime + stime` of this process (the clients) and of redis-server \
+         counts include the commands a script runs inside the server, so commands and round trips are counted \
+         apart, in untimed passes of each workload ({} cycles, {} P3 rounds). Under `MONITOR`, the \
+         top-level commands show apart from those scripts run (`[0 lua]`). In a second pass without it, \
+         `INFO stats` `total_writes_processed` counts the server's replies: one per request, or per \
+         pipelined batch of requests read together, whatever the client's write pattern. Round trips \
+         per cycle are those writes per cycle; a new TCP connection's handshake is not in them (see the \
+         connections column). CPU time is `utime + stime` of this process (the clients) and of redis-server \
          from `/proc/<pid>/stat`, over each timed block; at 10 ms per tick it is coarse for short blocks.",
         c.p1_warmup,
         dur(c.p2_window.warmup.as_secs_f64() * 1e6),
@@ -1306,7 +1317,9 @@ fn method(w: &mut String, r: &Results) {
          succeeds (after each failed attempt it also sends the unlock script).\n  \
          - *redlock 2.0* (blocking; redis 0.23): `RedLock::new(vec![url])`, 3 attempts per `lock` with a random \
          0-200 ms sleep after each failed one. It opens a new TCP connection for every command (see the \
-         connections-per-cycle column). P1 runs on the main thread, P2 on {P2_TASKS} dedicated OS threads, P3 on \
+         connections-per-cycle column), and redis 0.23 sends a `CLIENT SETINFO` pipeline on each new \
+         connection: Redis 7.0 rejects it (the subcommand is 7.2's), so it is not among the commands, but \
+         it is a round trip. P1 runs on the main thread, P2 on {P2_TASKS} dedicated OS threads, P3 on \
          two threads; P1/P2 use `lock` + `unlock`, the P3 waiter uses `acquire` (repeats `lock` until it succeeds; \
          released on drop).\n"
     );

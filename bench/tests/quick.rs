@@ -27,6 +27,7 @@ const PER_LIB: &[&str] = &[
     "p1.{}.p50",
     "p1.{}.ratio_ping",
     "p1.{}.commands_per_cycle",
+    "p1.{}.round_trips_per_cycle",
     "p2.{}.cycles_per_sec",
     "p2.{}.ratio_set",
     "p3.{}.p50",
