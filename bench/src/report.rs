@@ -22,6 +22,9 @@ pub const BARS_FILE: &str = "p1_p2_bars.svg";
 /// Machine-readable figures, relative to the output root.
 pub const RESULTS_FILE: &str = "bench/results.tsv";
 
+/// [`P2_KEYS`] as text.
+const P2_KEYS_TEXT: &str = "1,000";
+
 /// The regenerate command printed at the top.
 const REGENERATE: &str = "cargo run --release -p lock-bench";
 
@@ -252,7 +255,15 @@ fn write_cdf(r: &Results, path: &Path) -> Res<()> {
     let series: Vec<CdfSeries<'_>> =
         r.p3.iter()
             .map(|row| CdfSeries {
-                name: format!("{} (p50 {})", row.lib.name(), dur(row.handoff.latency.p50)),
+                name: match non_positive(&row.handoff.latency) {
+                    0 => format!("{} (p50 {})", row.lib.name(), dur(row.handoff.latency.p50)),
+                    k => format!(
+                        "{} (p50 {}; {} at or below 0, drawn at 1 µs)",
+                        row.lib.name(),
+                        dur(row.handoff.latency.p50),
+                        pct_of(k as f64, row.handoff.latency.n as f64)
+                    ),
+                },
                 sorted_us: &row.handoff.latency.sorted_us,
             })
             .collect();
@@ -318,12 +329,13 @@ fn write_bars(r: &Results, path: &Path) -> Res<()> {
         &[
             BarPanel {
                 title: "P1: uncontended acquire + release, one task (lower is better)".to_owned(),
-                unit: "µs per cycle (mean); floors: PING p50, bare scripts mean".to_owned(),
+                unit: "µs per cycle (mean); floors: PING p50, bare protocol cycle mean".to_owned(),
                 bars: p1,
             },
             BarPanel {
                 title: format!(
-                    "P2: {P2_TASKS} tasks, {P2_KEYS} keys, one client (higher is better)"
+                    "P2: {P2_TASKS} tasks, {} keys, one client (higher is better)",
+                    count(P2_KEYS as f64)
                 ),
                 unit: "acquire + release cycles per second; floors: SET requests per second"
                     .to_owned(),
@@ -682,7 +694,8 @@ fn markdown(r: &Results) -> String {
     let set_rs = r.floor.set.throughput.per_sec;
     let _ = writeln!(
         w,
-        "### P2: throughput, {P2_TASKS} tasks over {P2_KEYS} keys, one client\n"
+        "### P2: throughput, {P2_TASKS} tasks over {} keys, one client\n",
+        count(P2_KEYS as f64)
     );
     let _ = writeln!(
         w,
@@ -1105,10 +1118,15 @@ fn p1_miss(r: &Results) -> String {
     let server_bare = r.floor.bare.server_us_per_cycle();
     let client_ours = p1.client_cpu_us();
     let client_bare = r.floor.bare.client_cpu_us();
-    let floor_note = if bare.mean / rtt > P1_MAX_RTT {
-        "so on this machine the protocol alone is already above the goal"
+    let headroom = P1_MAX_RTT * rtt - bare.mean;
+    let floor_note = if headroom < 0.0 {
+        "so on this machine the protocol alone is already above the goal".to_owned()
     } else {
-        "so the protocol alone is within the goal here"
+        format!(
+            "which leaves {} per cycle ({} RTT) for everything a library adds",
+            dur(headroom),
+            times(headroom / rtt)
+        )
     };
     format!(
         "**P1: {} per cycle = {} RTT.** lock-runtime sends {} round trips per cycle ({}). The protocol's \
@@ -1240,7 +1258,7 @@ fn method(w: &mut String, r: &Results) {
          per cycle are those writes per cycle; a new TCP connection's handshake is not in them (see the \
          connections column). CPU time is `utime + stime` of this process (the clients) and of redis-server \
          from `/proc/<pid>/stat`, over each timed block; at 10 ms per tick it is coarse for short blocks.",
-        c.p1_warmup,
+        count(c.p1_warmup as f64),
         dur(c.p2_window.warmup.as_secs_f64() * 1e6),
         c.p3_warmup,
         c.accounting_cycles,
@@ -1269,7 +1287,7 @@ fn method(w: &mut String, r: &Results) {
     let _ = writeln!(
         w,
         "- **P2.** {P2_TASKS} tasks on one client (for redlock: {P2_TASKS} OS threads sharing one `RedLock`), \
-         each looping acquire + release over its own share of {P2_KEYS} keys (task t owns keys t, t+{P2_TASKS}, \
+         each looping acquire + release over its own share of {P2_KEYS_TEXT} keys (task t owns keys t, t+{P2_TASKS}, \
          ...), so no two tasks contend and no retry pauses are involved. Completed cycles are counted over {} \
          windows of {}, each after {} of warm-up. The floor is `redis-benchmark -t set -c {BENCH_SET_CLIENTS} \
          -n {} -q` against the same server, one run per round, {} requests in all.",
@@ -1442,6 +1460,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_count_text_matches() {
+        assert_eq!(P2_KEYS_TEXT, count(P2_KEYS as f64));
+    }
 
     #[test]
     fn formats_numbers() {
