@@ -783,7 +783,7 @@ fn markdown(r: &Results) -> String {
             },
             sig3(row.accounting.round_trips_per_cycle()),
             with_inner(&row.accounting),
-            pct_of(non_positive(l) as f64, l.n as f64),
+            share(non_positive(l), l.n),
             count(l.n as f64),
             row.handoff.discarded
         );
@@ -1084,6 +1084,15 @@ fn p2_server_us_per_cycle(r: &Results, lib: Lib) -> f64 {
     let counters = &r.p2(lib).counters;
     let calls = counters.top_level_calls(accounting).max(1.0);
     counters.top_level_usec(accounting) / calls * accounting.per_cycle()
+}
+
+/// `0`, or `3 (0.15 %)`.
+fn share(k: usize, n: usize) -> String {
+    if k == 0 {
+        "0".to_owned()
+    } else {
+        format!("{k} ({} %)", sig3(k as f64 * 100.0 / n.max(1) as f64))
+    }
 }
 
 /// How many samples are at or below zero.
