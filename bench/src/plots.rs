@@ -44,6 +44,8 @@ const PALETTE: [RGBColor; 5] = [
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
 ];
+/// Room the CDF legend needs: width, and height without its lines (22 px each).
+const LEGEND_SIZE: (i32, i32) = (330, 18);
 const FLOOR_GREY: RGBColor = RGBColor(150, 150, 150);
 
 /// Fraction of samples at or below each latency, log-scaled latency axis in milliseconds,
@@ -74,7 +76,7 @@ pub fn cdf(
         .build_cartesian_2d((lo..hi).log_scale(), 0f64..1.0)?;
     chart
         .configure_mesh()
-        .x_desc("hand-off latency, ms (log scale)")
+        .x_desc("hand-off latency, ms (log scale; samples at or below 0 drawn at 0.001)")
         .y_desc("fraction of hand-offs at or below")
         .x_label_formatter(&|v| format_ms(*v))
         .y_label_formatter(&|v| format!("{v:.1}"))
@@ -94,18 +96,57 @@ pub fn cdf(
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    if let Some((ms, label)) = marker {
+    if let Some((ms, label)) = &marker {
+        let ms = *ms;
         let dashes = (0..20).map(|k| {
             let y = k as f64 / 20.0;
             PathElement::new(vec![(ms, y), (ms, y + 0.025)], BLACK.stroke_width(1))
         });
-        chart.draw_series(dashes)?.label(label).legend(|(x, y)| {
-            PathElement::new(vec![(x, y), (x + 8, y), (x + 12, y), (x + 20, y)], BLACK)
-        });
+        chart
+            .draw_series(dashes)?
+            .label(label.clone())
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 8, y), (x + 12, y), (x + 20, y)], BLACK)
+            });
     }
+    // The legend goes in the first stretch along the top that no line crosses.
+    let base = chart.plotting_area().get_base_pixel();
+    let (x_px, y_px) = chart.plotting_area().get_pixel_range();
+    let points: Vec<(i32, i32)> = series
+        .iter()
+        .flat_map(|s| {
+            let n = s.sorted_us.len() as f64;
+            s.sorted_us
+                .iter()
+                .enumerate()
+                .map(move |(k, us)| (to_ms(*us), (k + 1) as f64 / n))
+        })
+        .chain(
+            marker
+                .iter()
+                .flat_map(|(ms, _)| (0..=50).map(move |k| (*ms, k as f64 / 50.0))),
+        )
+        .map(|p| chart.backend_coord(&p))
+        .collect();
+    let (width, height) = (
+        LEGEND_SIZE.0,
+        LEGEND_SIZE.1 + 22 * (series.len() as i32 + 1),
+    );
+    let top = y_px.start + 8;
+    let free = (x_px.start + 8..x_px.end - width - 8)
+        .step_by(10)
+        .find(|left| {
+            !points.iter().any(|&(x, y)| {
+                x >= left - 6 && x <= left + width + 6 && y >= top - 6 && y <= top + height + 6
+            })
+        });
+    let position = match free {
+        Some(left) => SeriesLabelPosition::Coordinate(left - base.0, top - base.1),
+        None => SeriesLabelPosition::LowerRight,
+    };
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperMiddle)
+        .position(position)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))

@@ -258,10 +258,9 @@ fn write_cdf(r: &Results, path: &Path) -> Res<()> {
                 name: match non_positive(&row.handoff.latency) {
                     0 => format!("{} (p50 {})", row.lib.name(), dur(row.handoff.latency.p50)),
                     k => format!(
-                        "{} (p50 {}; {} at or below 0, drawn at 1 µs)",
+                        "{} (p50 {}; {k} ≤ 0)",
                         row.lib.name(),
                         dur(row.handoff.latency.p50),
-                        pct_of(k as f64, row.handoff.latency.n as f64)
                     ),
                 },
                 sorted_us: &row.handoff.latency.sorted_us,
