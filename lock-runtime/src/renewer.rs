@@ -92,6 +92,20 @@ impl State {
         }
     }
 
+    /// Rescheduling leaves the superseded events in the heap until their time comes (a
+    /// lease's loss-deadline event outlives several renewals), and released leases leave
+    /// theirs. Sweep them when they outnumber the live ones, so the heap stays proportional
+    /// to the locks held; amortised, this costs O(1) per event.
+    fn sweep_if_sparse(&mut self) {
+        if self.queue.len() > 2 * self.entries.len() + 64 {
+            let entries = &self.entries;
+            self.queue.retain(|Reverse((_, id, generation))| {
+                entries.get(id).is_some_and(|e| e.generation == *generation)
+            });
+            self.queue.shrink_to(2 * self.queue.len() + 64);
+        }
+    }
+
     /// Queues `id`'s next event; returns it, if the lease is still held.
     fn schedule(&mut self, id: LeaseId) -> Option<Instant> {
         let entry = self.entries.get_mut(&id)?;
@@ -159,14 +173,7 @@ impl Renewer {
     pub(crate) fn unregister(&self, id: LeaseId) {
         let mut state = self.state();
         state.entries.remove(&id);
-        // Its queued events go stale and are skipped when they come up; if many locks come
-        // and go between wake-ups, sweep them so the queue stays proportional to the locks.
-        if state.queue.len() > 2 * state.entries.len() + 64 {
-            let State { queue, entries, .. } = &mut *state;
-            queue.retain(|Reverse((_, id, generation))| {
-                entries.get(id).is_some_and(|e| e.generation == *generation)
-            });
-        }
+        state.sweep_if_sparse();
     }
 
     /// Re-reads a lease's times after `extend` changed them.
@@ -312,6 +319,7 @@ impl Renewer {
                 earliest = Some(earliest.map_or(when, |e| e.min(when)));
             }
         }
+        state.sweep_if_sparse();
         if state.needs_wake(earliest) {
             drop(state);
             self.wake.notify_one();
