@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Fixture;
+use common::{Fixture, run_until_lost};
 use lock_runtime::{LockError, LostReason};
 use tokio::time::Instant;
 
@@ -105,15 +105,7 @@ async fn loss_is_detected_within_a_period_among_many_batched_locks() {
                 .unwrap(),
         );
     }
-    let victim = client.clone();
-    let task = tokio::spawn(async move {
-        let out = victim
-            .lock("crowd:victim")
-            .ttl(ttl)
-            .run(std::future::pending::<()>())
-            .await;
-        (out, Instant::now())
-    });
+    let task = tokio::spawn(run_until_lost(client.clone(), "crowd:victim", ttl));
     tokio::time::sleep(ttl).await;
     let _: () = redis::cmd("DEL")
         .arg("crowd:victim")

@@ -7,25 +7,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Fixture;
+use common::{Fixture, run_until_lost};
 use lock_runtime::{LockClient, LockError, LostReason};
 use tokio::time::Instant;
 
 const TTL: Duration = Duration::from_millis(600);
-
-/// A `run` that works until cancelled, and reports when it returned.
-async fn run_until_lost(
-    client: LockClient,
-    key: &'static str,
-    ttl: Duration,
-) -> (Result<(), LockError>, Instant) {
-    let out = client
-        .lock(key)
-        .ttl(ttl)
-        .run(std::future::pending::<()>())
-        .await;
-    (out, Instant::now())
-}
 
 fn drift(ttl: Duration) -> Duration {
     ttl / 100 + Duration::from_millis(2)

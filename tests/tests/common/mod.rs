@@ -90,6 +90,20 @@ impl Fixture {
     }
 }
 
+/// A `run` that works until it is cancelled, with the instant it returned.
+pub async fn run_until_lost(
+    client: LockClient,
+    key: &'static str,
+    ttl: Duration,
+) -> (Result<(), LockError>, Instant) {
+    let out = client
+        .lock(key)
+        .ttl(ttl)
+        .run(std::future::pending::<()>())
+        .await;
+    (out, Instant::now())
+}
+
 /// Polls `cond` every few ms until it holds or `limit` passes; returns how long it took.
 pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> Option<Duration>
 where
