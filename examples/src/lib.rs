@@ -249,6 +249,14 @@ impl SharedState {
         matches!(self.inner, StateInner::Redis(_))
     }
 
+    /// Where the data lives, in a few words: `Redis` or `the in-process store`.
+    pub fn location(&self) -> &'static str {
+        match self.inner {
+            StateInner::Redis(_) => "Redis",
+            StateInner::Memory(_) => "the in-process store",
+        }
+    }
+
     /// Where the data lives, for the output: `shared state: ...`.
     pub fn describe(&self, keys: &str) -> String {
         match self.inner {

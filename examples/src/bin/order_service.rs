@@ -510,11 +510,7 @@ async fn drive(
         .await
         .map_err(|e| e.to_string())?;
     let log = checker.lrange(&keys.log).await.map_err(|e| e.to_string())?;
-    let source = if checker.is_redis() {
-        "Redis"
-    } else {
-        "the in-process store"
-    };
+    let source = checker.location();
     let mut doubles = Vec::new();
     let mut never = Vec::new();
     for id in 1..=orders.min(requests as u64) {

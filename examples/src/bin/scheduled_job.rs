@@ -307,11 +307,7 @@ async fn run(server: &LockServer, ticks: u64) -> Result<ExitCode, String> {
         .await
         .map_err(|e| e.to_string())?;
     let log = checker.lrange(&keys.log).await.map_err(|e| e.to_string())?;
-    let source = if checker.is_redis() {
-        "Redis"
-    } else {
-        "the in-process store"
-    };
+    let source = checker.location();
     let mut failures = Vec::new();
     let mut counts = Vec::new();
     for tick in first..=last {

@@ -104,6 +104,31 @@ pub async fn run_until_lost(
     (out, Instant::now())
 }
 
+/// Asserts that a `run` ended with `Lost` because its key was taken, and noticed it within
+/// one renewal period (`ttl/3`) plus a margin for scheduling, counted from `taken_at`.
+pub fn assert_lost_within_a_period(
+    out: &Result<(), LockError>,
+    taken_at: Instant,
+    returned_at: Instant,
+    ttl: Duration,
+) {
+    assert!(
+        matches!(
+            out,
+            Err(LockError::Lost {
+                reason: lock_runtime::LostReason::Taken,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    let took = returned_at - taken_at;
+    assert!(
+        took <= ttl / 3 + Duration::from_millis(60),
+        "noticed after {took:?}"
+    );
+}
+
 /// Polls `cond` every few ms until it holds or `limit` passes; returns how long it took.
 pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> Option<Duration>
 where
