@@ -75,3 +75,9 @@ where
         Err(e) => R::from_lock_error(e),
     }
 }
+
+/// What is wrong with a TTL, if anything: the runtime's own check, usable in `const`
+/// context so the attribute can refuse a literal TTL at compile time with the same limits.
+pub const fn ttl_problem(ttl: Duration) -> Option<&'static str> {
+    crate::keys::ttl_problem(ttl)
+}

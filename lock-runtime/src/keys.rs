@@ -44,28 +44,49 @@ pub(crate) fn fence_key(key: &str) -> Result<String, LockError> {
     Ok(format!("{{{key}}}:fence"))
 }
 
-/// The shortest TTL we accept. Below this, drift and scheduling jitter eat the whole lease.
-pub(crate) const MIN_TTL: Duration = Duration::from_millis(10);
+/// The shortest TTL a lock may have: 100 ms.
+///
+/// The guarantees need room inside one lease. At 100 ms the watchdog renews every 33 ms,
+/// retries a failed renewal every 10 ms (about six tries before it gives up), and the body
+/// is cancelled two drift allowances (6 ms) before the earliest moment the server can free
+/// the key. Below that, timer granularity and scheduling jitter eat the margin.
+///
+/// `#[distributed_lock]` checks literal TTLs against this same constant at compile time.
+pub const MIN_TTL: Duration = Duration::from_millis(100);
 
-/// The longest TTL we accept (PX takes milliseconds in a signed 64-bit integer; a year is
-/// already far past any sensible lease).
-pub(crate) const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The longest TTL a lock may have: 365 days. Longer is surely a mistake: keep the TTL short
+/// and let the watchdog renew it.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub(crate) fn check_ttl(key: &str, ttl: Duration) -> Result<(), LockError> {
-    let reason = if ttl.is_zero() {
-        "a zero TTL would expire at once; use at least 10 ms (the default is 30 s)"
-    } else if ttl < MIN_TTL {
-        "TTLs under 10 ms are eaten by clock drift and scheduling; use at least 10 ms"
-    } else if ttl > MAX_TTL {
-        "TTLs over a year are surely a mistake; keep the TTL short and let the watchdog renew it"
+    match ttl_problem(ttl) {
+        None => Ok(()),
+        Some(reason) => Err(LockError::InvalidTtl {
+            key: key.to_owned(),
+            ttl,
+            reason: reason.into(),
+        }),
+    }
+}
+
+/// What is wrong with `ttl`, if anything: the one check behind both the run-time
+/// [`LockError::InvalidTtl`] and the attribute's compile-time check.
+pub(crate) const fn ttl_problem(ttl: Duration) -> Option<&'static str> {
+    if ttl.is_zero() {
+        Some("a zero TTL would expire at once; use at least 100 ms (the default is 30 s)")
+    } else if ttl.as_nanos() < MIN_TTL.as_nanos() {
+        Some(
+            "TTLs under 100 ms (lock_runtime::MIN_TTL) leave the watchdog no room to renew \
+             and cancel in time; use at least 100 ms",
+        )
+    } else if ttl.as_nanos() > MAX_TTL.as_nanos() {
+        Some(
+            "TTLs over 365 days (lock_runtime::MAX_TTL) are surely a mistake; keep the TTL \
+             short and let the watchdog renew it",
+        )
     } else {
-        return Ok(());
-    };
-    Err(LockError::InvalidTtl {
-        key: key.to_owned(),
-        ttl,
-        reason: reason.into(),
-    })
+        None
+    }
 }
 
 /// Masks the password of a `redis://user:password@host/` URL (and `?password=` / `?pass=`
@@ -160,8 +181,10 @@ mod tests {
     #[test]
     fn ttl_bounds() {
         assert!(check_ttl("k", Duration::ZERO).is_err());
-        assert!(check_ttl("k", Duration::from_millis(9)).is_err());
-        assert!(check_ttl("k", Duration::from_millis(10)).is_ok());
+        assert!(check_ttl("k", Duration::from_millis(99)).is_err());
+        assert!(check_ttl("k", MIN_TTL).is_ok());
+        assert!(check_ttl("k", MAX_TTL).is_ok());
+        assert!(check_ttl("k", MAX_TTL + Duration::from_nanos(1)).is_err());
         assert!(check_ttl("k", Duration::from_secs(400 * 24 * 3600)).is_err());
     }
 

@@ -57,4 +57,5 @@ pub use client::{ClientBuilder, LockClient};
 pub use context::{CurrentLock, current};
 pub use error::{LockError, LostReason};
 pub use guard::LockGuard;
+pub use keys::{MAX_TTL, MIN_TTL};
 pub use request::{DEFAULT_TTL, LockRequest};

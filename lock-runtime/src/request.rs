@@ -70,8 +70,8 @@ impl LockRequest {
         }
     }
 
-    /// How long the lock lives on the server without renewal (default 30 s; at least
-    /// 10 ms). The watchdog renews it every `ttl/3`, so the TTL bounds how long a crashed
+    /// How long the lock lives on the server without renewal (default 30 s; from
+    /// [`MIN_TTL`](crate::MIN_TTL), 100 ms, to [`MAX_TTL`](crate::MAX_TTL), 365 days). The watchdog renews it every `ttl/3`, so the TTL bounds how long a crashed
     /// holder blocks others, not how long the work may take.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;

@@ -463,7 +463,7 @@ async fn empty_key_and_zero_ttl_are_rejected_and_lock_nothing(fx: Fixture) {
         .unwrap_err();
     assert!(matches!(err, LockError::InvalidTtl { .. }), "{err:?}");
     assert!(
-        err.to_string().contains("`k`") && err.to_string().contains("10 ms"),
+        err.to_string().contains("`k`") && err.to_string().contains("100 ms"),
         "{err}"
     );
     assert!(!fx.is_locked("k").await);
