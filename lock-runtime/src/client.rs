@@ -11,8 +11,8 @@ use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::keys::redact_url;
-use crate::renewer::Renewer;
 use crate::request::LockRequest;
+use crate::store::Store;
 
 /// A handle on a lock store: one Redis server, or an in-memory store for tests.
 ///
@@ -33,16 +33,16 @@ use crate::request::LockRequest;
 /// ```
 #[derive(Clone)]
 pub struct LockClient {
-    pub(crate) backend: Arc<dyn Backend>,
-    /// Keeps every lease of this store alive; shared by clones and namespaces.
-    pub(crate) renewer: Arc<Renewer>,
+    /// The backend, its renewal schedulers and its held locks; shared by clones and
+    /// namespaces.
+    pub(crate) store: Arc<Store>,
     namespace: Option<Arc<str>>,
 }
 
 impl fmt::Debug for LockClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockClient")
-            .field("backend", &self.backend)
+            .field("store", &self.store)
             .field("namespace", &self.namespace)
             .finish()
     }
@@ -53,8 +53,7 @@ static GLOBAL: RwLock<Option<LockClient>> = RwLock::new(None);
 impl LockClient {
     fn over(backend: Arc<dyn Backend>) -> LockClient {
         LockClient {
-            renewer: Arc::new(Renewer::new(Arc::clone(&backend))),
-            backend,
+            store: Arc::new(Store::new(backend)),
             namespace: None,
         }
     }
@@ -99,8 +98,7 @@ impl LockClient {
             (None, false) => Some(namespace.into()),
         };
         LockClient {
-            backend: Arc::clone(&self.backend),
-            renewer: Arc::clone(&self.renewer),
+            store: Arc::clone(&self.store),
             namespace,
         }
     }
@@ -131,7 +129,37 @@ impl LockClient {
 
     /// Whether two clients share one store (one connection or one in-memory map).
     pub fn same_store(&self, other: &LockClient) -> bool {
-        Arc::ptr_eq(&self.backend, &other.backend)
+        Arc::ptr_eq(&self.store, &other.store)
+    }
+
+    /// Shuts the client down gracefully: call it before the runtime ends.
+    ///
+    /// It stops the watchdogs, cancels work still running under this client's locks (its
+    /// `run` returns [`LockError::Lost`] with [`LostReason::Closed`](crate::LostReason::Closed)),
+    /// releases every lock the client (its clones and namespaces included) still holds,
+    /// whether its guard is alive or was dropped, and waits for background releases already
+    /// under way; all of it bounded by the client's operation timeout. Locks with a
+    /// `min_hold` that has not passed are kept until it has, as on any release.
+    ///
+    /// Without it, a runtime that shuts down drops the background releases of guards dropped
+    /// at the last moment, and other instances wait out the whole TTL. After `close`, every
+    /// request on this client fails with [`LockError::Closed`].
+    ///
+    /// `Err` carries the first release that failed (the others are logged); those locks
+    /// expire with their TTL.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let client = lock_runtime::LockClient::in_memory();
+    /// let guard = client.lock("order:42").acquire().await?;
+    /// client.close().await?; // on SIGTERM, before returning from main
+    /// assert!(guard.is_lost());
+    /// assert!(client.lock("order:42").acquire().await.unwrap_err().to_string().contains("closed"));
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn close(&self) -> Result<(), LockError> {
+        self.store.close().await
     }
 }
 

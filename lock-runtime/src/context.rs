@@ -10,7 +10,7 @@ tokio::task_local! {
 }
 
 /// One lock held by the running task, as [`current`](crate::current) reports it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct CurrentLock {
     /// Identifies the store (connection or in-memory map), so the same key in two stores is
     /// two locks.
@@ -18,6 +18,46 @@ pub struct CurrentLock {
     pub(crate) key: String,
     pub(crate) token: String,
     pub(crate) fencing_token: Option<u64>,
+    /// Taken by a section that re-enters this lock, so that two sub-futures of one body
+    /// (`join!`, `select!`) never run re-entered sections at once.
+    pub(crate) gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl PartialEq for CurrentLock {
+    fn eq(&self, other: &Self) -> bool {
+        (self.store, &self.key, &self.token, self.fencing_token)
+            == (other.store, &other.key, &other.token, other.fencing_token)
+    }
+}
+
+impl Eq for CurrentLock {}
+
+impl CurrentLock {
+    pub(crate) fn new(
+        store: usize,
+        key: String,
+        token: String,
+        fencing_token: Option<u64>,
+    ) -> Self {
+        CurrentLock {
+            store,
+            key,
+            token,
+            fencing_token,
+            gate: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// The same lock, as seen by a section that re-entered it: its own gate for sections
+    /// nested inside it.
+    pub(crate) fn reentered(&self) -> Self {
+        CurrentLock::new(
+            self.store,
+            self.key.clone(),
+            self.token.clone(),
+            self.fencing_token,
+        )
+    }
 }
 
 impl CurrentLock {
@@ -57,10 +97,17 @@ pub(crate) async fn scope<F: Future>(lock: CurrentLock, fut: F) -> F::Output {
     HELD.scope(Arc::new(stack), fut).await
 }
 
-/// Whether the running task already holds `key` in `store` (through `run` or the attribute).
-pub(crate) fn holds(store: usize, key: &str) -> bool {
-    HELD.try_with(|s| s.iter().any(|h| h.store == store && h.key == key))
-        .unwrap_or(false)
+/// The innermost scope of the running task that holds `key` in `store` (through `run` or
+/// the attribute), if any.
+pub(crate) fn held(store: usize, key: &str) -> Option<CurrentLock> {
+    HELD.try_with(|s| {
+        s.iter()
+            .rev()
+            .find(|h| h.store == store && h.key == key)
+            .cloned()
+    })
+    .ok()
+    .flatten()
 }
 
 /// The innermost lock the running task holds through [`LockRequest::run`](crate::LockRequest::run)

@@ -125,6 +125,40 @@ pub enum LockError {
         after: Duration,
     },
 
+    /// The client was shut down with [`LockClient::close`](crate::LockClient::close).
+    #[error(
+        "lock `{key}` was requested on a client that has been closed; make a new client with \
+         `LockClient::connect`, or call `close()` only at shutdown"
+    )]
+    Closed {
+        /// The key that was to be locked.
+        key: String,
+    },
+
+    /// An option of the request cannot be used (for example `min_hold` longer than
+    /// `max_hold`).
+    #[error("invalid `{option}` for lock `{key}`: {reason}")]
+    InvalidOption {
+        /// The key the request was for.
+        key: String,
+        /// The option: `min_hold`, `max_hold`, ...
+        option: &'static str,
+        /// What is wrong with it and how to fix it.
+        reason: String,
+    },
+
+    /// A nested request on a lock this task already holds asked for something the outer
+    /// lock cannot give.
+    #[error(
+        "lock `{key}` is already held by this task and cannot be re-entered as asked: {reason}"
+    )]
+    Reentry {
+        /// The full key.
+        key: String,
+        /// What the nested request asked for, and how to fix it.
+        reason: String,
+    },
+
     /// The backend failed: connection refused, connection lost, or a server error.
     #[error(
         "lock server error during `{operation}` on `{key}`: {source}; check the server and the connection"
@@ -149,6 +183,10 @@ pub enum LostReason {
     /// The lease deadline passed with no successful renewal (server unreachable, or the
     /// watchdog was off).
     Expired,
+    /// The lock reached its `max_hold` and was not renewed past it.
+    MaxHold,
+    /// The client was closed with [`LockClient::close`](crate::LockClient::close).
+    Closed,
 }
 
 impl std::fmt::Display for LostReason {
@@ -156,6 +194,8 @@ impl std::fmt::Display for LostReason {
         f.write_str(match self {
             LostReason::Taken => "another owner deleted or took it",
             LostReason::Expired => "its lease ran out before a renewal succeeded",
+            LostReason::MaxHold => "it reached its max_hold, past which it is never renewed",
+            LostReason::Closed => "the client was closed",
         })
     }
 }
@@ -171,6 +211,22 @@ impl LockError {
         matches!(self, LockError::Lost { .. })
     }
 
+    /// `true` for errors that may well not happen again on a retry: a timeout, or a
+    /// connection that failed, dropped or was refused. A waiter retries these within its
+    /// wait.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LockError::Timeout { .. } => true,
+            LockError::Backend { source, .. } => {
+                source.is_timeout()
+                    || source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+            }
+            _ => false,
+        }
+    }
+
     /// The key this error is about, where there is one.
     pub fn key(&self) -> Option<&str> {
         match self {
@@ -183,6 +239,9 @@ impl LockError {
             | LockError::InvalidTtl { key, .. }
             | LockError::WrongType { key, .. }
             | LockError::Timeout { key, .. }
+            | LockError::Closed { key }
+            | LockError::InvalidOption { key, .. }
+            | LockError::Reentry { key, .. }
             | LockError::Backend { key, .. } => Some(key),
             LockError::InvalidUrl { .. } => None,
         }
@@ -199,6 +258,7 @@ impl From<LockError> for std::io::Error {
             LockError::Timeout { .. } => ErrorKind::TimedOut,
             LockError::InvalidKey { .. }
             | LockError::InvalidTtl { .. }
+            | LockError::InvalidOption { .. }
             | LockError::InvalidUrl { .. } => ErrorKind::InvalidInput,
             LockError::Backend { source, .. } if source.is_connection_refusal() => {
                 ErrorKind::ConnectionRefused

@@ -6,32 +6,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Renewal, bounded};
+use crate::backend::bounded;
 use crate::context::{self, CurrentLock};
 use crate::keys::check_ttl;
 use crate::lease::Lease;
-use crate::renewer::{LeaseId, Renewer};
+use crate::renewer::LeaseId;
+use crate::store::Store;
 use crate::{LockError, LostReason};
 
 /// A held lock.
 ///
 /// While the guard lives, a watchdog renews the lock every `ttl/3` (unless the request
 /// turned it off). If a renewal finds the lock taken, or the lease runs out with no renewal
-/// getting through, the lock is *lost*: [`lost`](LockGuard::lost) resolves, and work run
-/// through [`LockRequest::run`](crate::LockRequest::run) is cancelled.
+/// getting through, the lock is *lost*: [`lost`](LockGuard::lost) resolves,
+/// [`lost_token`](LockGuard::lost_token) is cancelled, and work run through
+/// [`LockRequest::run`](crate::LockRequest::run) is cancelled.
 ///
 /// Give the lock back with [`release`](LockGuard::release). A guard dropped without it
 /// (early return, `?`, panic, a cancelled future) releases in a background task on the
 /// current tokio runtime, bounded by the client's timeout; drop itself never blocks. With no
-/// runtime, the key is left to expire with its TTL.
+/// runtime, the key is left to expire with its TTL, and
+/// [`LockClient::close`](crate::LockClient::close) still releases it.
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard {
+    store: Arc<Store>,
     lease: Arc<Lease>,
     fence: Option<u64>,
-    renewer: Arc<Renewer>,
-    /// Registration with the client's renewal scheduler; `None` once stopped.
-    watchdog: Option<LeaseId>,
+    /// Registration with the client's renewal scheduler and registry of held locks.
+    id: LeaseId,
     /// False once released: nothing left to do on drop.
     armed: bool,
 }
@@ -51,18 +55,18 @@ impl fmt::Debug for LockGuard {
 impl LockGuard {
     /// Hands a lock just acquired to the client's renewal scheduler.
     pub(crate) fn start(
-        renewer: &Arc<Renewer>,
+        store: &Arc<Store>,
         lease: Lease,
         fence: Option<u64>,
         renew: bool,
     ) -> LockGuard {
         let lease = Arc::new(lease);
-        let id = renewer.register(Arc::clone(&lease), renew);
+        let id = store.hold(Arc::clone(&lease), renew);
         LockGuard {
+            store: Arc::clone(store),
             lease,
             fence,
-            renewer: Arc::clone(renewer),
-            watchdog: Some(id),
+            id,
             armed: true,
         }
     }
@@ -124,29 +128,83 @@ impl LockGuard {
         self.lease.wait_lost().await
     }
 
+    /// An owned loss signal for a spawned task to hold: cancelled when the lock is lost, and
+    /// when it is released or this guard is dropped. Clone it freely.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let client = lock_runtime::LockClient::in_memory();
+    /// let guard = client.lock("export").acquire().await?;
+    /// let stop = guard.lost_token();
+    /// let worker = tokio::spawn(async move {
+    ///     tokio::select! {
+    ///         () = stop.cancelled() => "stopped",
+    ///         () = std::future::pending::<()>() => "done",
+    ///     }
+    /// });
+    /// guard.release().await?;
+    /// assert_eq!(worker.await.unwrap(), "stopped");
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// The token is cancelled by the renewal scheduler; [`lost`](LockGuard::lost) (and
+    /// [`LockRequest::run`](crate::LockRequest::run)) also watch the lease deadline on their
+    /// own clock, which is the stricter signal where both are at hand.
+    pub fn lost_token(&self) -> CancellationToken {
+        self.lease.cancel_token()
+    }
+
+    /// The server's remaining TTL for this lock, if this guard still holds it;
+    /// `Err(NotHeld)` if the key expired or holds another token.
+    pub async fn remaining_ttl(&self) -> Result<Duration, LockError> {
+        let backend = &*self.lease.backend;
+        let call = backend.ttl_if_held(self.key(), self.token());
+        match bounded(backend, self.key(), "remaining_ttl", call).await? {
+            Some(ttl) => Ok(ttl),
+            None => Err(LockError::NotHeld {
+                key: self.key().to_owned(),
+            }),
+        }
+    }
+
     /// Sets the lock's remaining TTL to `ttl`, if this guard still holds it; the watchdog
-    /// then renews at the new TTL. `Err(NotHeld)` if the lock expired or another owner has
-    /// it.
+    /// then renews at the new TTL. `Err(NotHeld)` if the lock expired, was taken, or was
+    /// already declared lost (then nothing is sent).
+    ///
+    /// The extend goes through the same queue as the watchdog's renewals, after any renewal
+    /// already in flight, so a renewal sent at the old TTL can never land after it. A lock
+    /// with a `max_hold` is never extended past it.
     pub async fn extend(&self, ttl: Duration) -> Result<(), LockError> {
         let key = self.key();
-        check_ttl(key, ttl)?;
-        let backend = &*self.lease.backend;
-        let sent_at = Instant::now();
-        let batch = [Renewal {
-            key,
-            token: self.token(),
-            ttl,
-        }];
-        let renewed = bounded(backend, key, "extend", backend.renew(&batch)).await?;
-        if renewed.first() != Some(&true) {
-            self.lease.declare_lost(LostReason::Taken);
+        if self.lease.lost_reason().is_some() {
             return Err(LockError::NotHeld {
                 key: key.to_owned(),
             });
         }
-        self.lease.renewed(sent_at, ttl);
-        if let Some(id) = self.watchdog {
-            self.renewer.reschedule(id);
+        check_ttl(key, ttl)?;
+        let Some(reply) = self.store.renewer.extend(self.id, ttl) else {
+            return Err(LockError::NotHeld {
+                key: key.to_owned(),
+            });
+        };
+        // The scheduler bounds the attempt itself; this only guards against its runtime
+        // having gone away meanwhile.
+        let after = 2 * self.lease.backend.op_timeout();
+        match tokio::time::timeout(after, reply).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => {
+                return Err(LockError::NotHeld {
+                    key: key.to_owned(),
+                });
+            }
+            Err(_) => {
+                return Err(LockError::Timeout {
+                    key: key.to_owned(),
+                    operation: "extend",
+                    after,
+                });
+            }
         }
         tracing::debug!(key, ttl_ms = ttl.as_millis() as u64, "lock extended");
         Ok(())
@@ -154,14 +212,18 @@ impl LockGuard {
 
     /// Gives the lock back, if this guard still holds it. `Err(NotHeld)` if it had expired
     /// or been taken: whatever it protected may have overlapped with another holder.
+    ///
+    /// With a `min_hold` that has not yet passed, the key is kept (owner-checked) until it
+    /// has, and then frees itself.
     pub async fn release(mut self) -> Result<(), LockError> {
         self.stop_watchdog();
         let lease = Arc::clone(&self.lease);
         let backend = &*lease.backend;
-        let call = backend.release(&lease.key, &lease.token);
+        let call = Box::pin(lease.give_back());
         let released = bounded(backend, &lease.key, "release", call).await;
         // Only now: if this future is dropped mid-flight, Drop still sends a release.
         self.armed = false;
+        self.store.forget(self.id);
         let key = &lease.key;
         match released? {
             true => {
@@ -177,13 +239,16 @@ impl LockGuard {
 
     /// Runs `work` while the lock is held; `Err(reason)` if the lock was lost first, in which
     /// case `work` has been dropped. Makes the lock visible to [`crate::current`] inside.
+    ///
+    /// Loss is watched on this task's own clock too (see [`Lease::wait_lost`]), so the work
+    /// is dropped before the lease deadline even if no renewal scheduler is running.
     pub(crate) async fn protect<F: Future>(&self, work: F) -> Result<F::Output, LostReason> {
-        let held = CurrentLock {
-            store: context::store_id(&self.lease.backend),
-            key: self.lease.key.clone(),
-            token: self.lease.token.clone(),
-            fencing_token: self.fence,
-        };
+        let held = CurrentLock::new(
+            context::store_id(&self.lease.backend),
+            self.lease.key.clone(),
+            self.lease.token.clone(),
+            self.fence,
+        );
         context::scope(held, async {
             tokio::select! {
                 biased;
@@ -195,9 +260,7 @@ impl LockGuard {
     }
 
     fn stop_watchdog(&mut self) {
-        if let Some(id) = self.watchdog.take() {
-            self.renewer.unregister(id);
-        }
+        self.store.renewer.unregister(self.id);
     }
 }
 
@@ -207,28 +270,7 @@ impl Drop for LockGuard {
         if !self.armed {
             return;
         }
-        release_in_background(Arc::clone(&self.lease));
+        self.store
+            .release_in_background(Some(self.id), Arc::clone(&self.lease));
     }
-}
-
-/// Hands a release to the current tokio runtime, bounded by the backend's timeout. Without a
-/// runtime there is nothing to run it on, and the key expires with its TTL.
-pub(crate) fn release_in_background(lease: Arc<Lease>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::debug!(key = %lease.key, "no tokio runtime at drop; the lock will expire with its TTL");
-        return;
-    };
-    runtime.spawn(async move {
-        let timeout = lease.backend.op_timeout();
-        let release = lease.backend.release(&lease.key, &lease.token);
-        match tokio::time::timeout(timeout, release).await {
-            Ok(Ok(true)) => tracing::debug!(key = %lease.key, "lock released on drop"),
-            Ok(Ok(false)) => tracing::debug!(key = %lease.key, "lock was not held at drop"),
-            Ok(Err(e)) => {
-                let e = e.into_lock_error(&lease.key, "release");
-                tracing::warn!(key = %lease.key, error = %e, "release on drop failed; the lock will expire with its TTL");
-            }
-            Err(_) => tracing::warn!(key = %lease.key, "release on drop timed out; the lock will expire with its TTL"),
-        }
-    });
 }

@@ -5,15 +5,23 @@
 //! acquire (or the last successful renewal) was *sent*, minus a drift allowance. The
 //! watchdog declares the lock lost one more drift before that deadline, so that dropping the
 //! protected work has finished by the time the lease can end on the server.
+//!
+//! Loss is declared by whoever sees it first: the renewal scheduler (a renewal found the key
+//! taken, or its clock reached [`Times::lost_at`]), or [`Lease::wait_lost`]'s own timer on
+//! the task that waits. The second keeps "the body is dropped before the deadline" true even
+//! when no scheduler runs at all (its runtime gone or no longer driven).
 
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 
 use crate::LostReason;
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendResult, Renewal};
 
 /// Clock drift and scheduling allowance for a lease of `ttl` (Redlock's factor: 1 % + 2 ms).
 pub(crate) fn drift(ttl: Duration) -> Duration {
@@ -25,8 +33,9 @@ pub(crate) fn retry_interval(ttl: Duration) -> Duration {
     (ttl / 10).clamp(Duration::from_millis(5), Duration::from_millis(200))
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Times {
+    /// The TTL the last acquire or renewal set.
     pub(crate) ttl: Duration,
     /// When the last successful acquire or renewal was sent.
     pub(crate) renewed_at: Instant,
@@ -35,7 +44,7 @@ pub(crate) struct Times {
 }
 
 impl Times {
-    fn new(sent_at: Instant, ttl: Duration) -> Self {
+    pub(crate) fn new(sent_at: Instant, ttl: Duration) -> Self {
         Times {
             ttl,
             renewed_at: sent_at,
@@ -57,14 +66,40 @@ impl Times {
     }
 }
 
+/// Bounds on how long a lease is held, from the request's `min_hold` and `max_hold`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Holds {
+    /// Until when a release keeps the key (owner-checked) instead of deleting it.
+    pub(crate) min_until: Option<Instant>,
+    /// Past this, the lease is never renewed: it ends, as lost with `MaxHold`.
+    pub(crate) max_until: Option<Instant>,
+}
+
 /// One held lock: what it is, how long it lasts, and whether it has been lost.
-#[derive(Debug)]
 pub(crate) struct Lease {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) key: String,
     pub(crate) token: String,
-    times: Mutex<Times>,
+    pub(crate) holds: Holds,
+    times: watch::Sender<Times>,
+    /// The TTL the next renewal sends, in ms: the request's TTL, or the last `extend`'s.
+    target_ttl_ms: AtomicU64,
     lost: watch::Sender<Option<LostReason>>,
+    /// Cancelled when the lease is lost or given back: the owned signal of
+    /// [`LockGuard::lost_token`](crate::LockGuard::lost_token).
+    cancel: CancellationToken,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token: it is a capability that can release the lock.
+        f.debug_struct("Lease")
+            .field("key", &self.key)
+            .field("times", &*self.times.borrow())
+            .field("holds", &self.holds)
+            .field("lost", &*self.lost.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Lease {
@@ -74,18 +109,55 @@ impl Lease {
         token: String,
         ttl: Duration,
         sent_at: Instant,
+        holds: Holds,
     ) -> Self {
         Lease {
             backend,
             key,
             token,
-            times: Mutex::new(Times::new(sent_at, ttl)),
+            holds,
+            times: watch::Sender::new(Times::new(sent_at, ttl)),
+            target_ttl_ms: AtomicU64::new(ttl.as_millis() as u64),
             lost: watch::Sender::new(None),
+            cancel: CancellationToken::new(),
         }
     }
 
     pub(crate) fn times(&self) -> Times {
-        *self.times.lock().unwrap_or_else(|p| p.into_inner())
+        *self.times.borrow()
+    }
+
+    /// The TTL the next renewal should send.
+    pub(crate) fn target_ttl(&self) -> Duration {
+        Duration::from_millis(self.target_ttl_ms.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_target_ttl(&self, ttl: Duration) {
+        self.target_ttl_ms
+            .store(ttl.as_millis() as u64, Ordering::Release);
+    }
+
+    /// What a renewal sent at `now` should ask for: the target TTL, cut short so the key
+    /// never outlives `max_hold`. `None` when such a renewal would not move the lease
+    /// forward (the hold bound is reached): then the lease just runs out.
+    pub(crate) fn renewal_ttl(&self, now: Instant) -> Option<Duration> {
+        let target = self.target_ttl();
+        let Some(until) = self.holds.max_until else {
+            return Some(target);
+        };
+        let capped = target.min(until.saturating_duration_since(now));
+        let new_deadline = now + capped.saturating_sub(drift(capped));
+        (capped >= crate::MIN_TTL && new_deadline > self.times().deadline).then_some(capped)
+    }
+
+    /// Why the lease ran out, when it does: its hold bound, or a renewal that never came.
+    pub(crate) fn expiry_reason(&self) -> LostReason {
+        match self.holds.max_until {
+            Some(until) if self.times().deadline + drift(self.ttl()) >= until => {
+                LostReason::MaxHold
+            }
+            _ => LostReason::Expired,
+        }
     }
 
     /// Records a successful renewal sent at `sent_at` for `ttl`. A lost lease stays lost.
@@ -93,11 +165,15 @@ impl Lease {
         if self.lost_reason().is_some() {
             return;
         }
-        let mut times = self.times.lock().unwrap_or_else(|p| p.into_inner());
-        // Only move forward: an older renewal answering late must not undo a newer one.
-        if sent_at >= times.renewed_at {
-            *times = Times::new(sent_at, ttl);
-        }
+        self.times.send_if_modified(|times| {
+            // Only move forward: an older renewal answering late must not undo a newer one.
+            if sent_at >= times.renewed_at {
+                *times = Times::new(sent_at, ttl);
+                true
+            } else {
+                false
+            }
+        });
     }
 
     pub(crate) fn ttl(&self) -> Duration {
@@ -119,7 +195,11 @@ impl Lease {
             }
         });
         if newly {
-            tracing::warn!(key = %self.key, %reason, "lock lost");
+            self.cancel.cancel();
+            match reason {
+                LostReason::Closed => tracing::debug!(key = %self.key, %reason, "lock given up"),
+                _ => tracing::warn!(key = %self.key, %reason, "lock lost"),
+            }
         }
     }
 
@@ -127,15 +207,58 @@ impl Lease {
         *self.lost.borrow()
     }
 
-    /// Resolves with the reason once the lock has been declared lost.
+    /// The owned loss signal; cancelled on loss and when the lease is given back.
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.child_token()
+    }
+
+    /// Marks the lease as given back: its loss signal fires, but it is not "lost".
+    pub(crate) fn ended(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Resolves with the reason once the lock has been declared lost, or once this task's
+    /// own clock reaches [`Times::lost_at`], whichever comes first; the timer is re-armed
+    /// whenever a renewal or an extend moves the deadline.
     pub(crate) async fn wait_lost(&self) -> LostReason {
-        let mut rx = self.lost.subscribe();
-        let reason = match rx.wait_for(Option::is_some).await {
-            Ok(state) => *state,
-            // The sender lives in `self`, so it cannot be gone while we borrow it.
-            Err(_) => None,
-        };
-        reason.unwrap_or(LostReason::Expired)
+        let mut lost = self.lost.subscribe();
+        let mut times = self.times.subscribe();
+        loop {
+            if let Some(reason) = *lost.borrow_and_update() {
+                return reason;
+            }
+            let lost_at = times.borrow_and_update().lost_at();
+            if Instant::now() >= lost_at {
+                self.declare_lost(self.expiry_reason());
+                continue;
+            }
+            tokio::select! {
+                // Both senders live in `self`, so neither can close while we borrow it.
+                _ = lost.changed() => {}
+                _ = times.changed() => {}
+                () = sleep_until(lost_at) => {}
+            }
+        }
+    }
+
+    /// Gives the key back: deletes it if it still holds our token, or, before `min_hold`
+    /// has passed, keeps it (owner-checked) only until then. `Ok(false)`: not ours any more.
+    pub(crate) async fn give_back(&self) -> BackendResult<bool> {
+        self.ended();
+        let now = Instant::now();
+        match self.holds.min_until {
+            Some(until) if until > now => {
+                let keep = until - now;
+                let batch = [Renewal {
+                    key: &self.key,
+                    token: &self.token,
+                    ttl: keep,
+                }];
+                let kept = self.backend.renew(&batch).await?;
+                Ok(kept.first() == Some(&true))
+            }
+            _ => self.backend.release(&self.key, &self.token).await,
+        }
     }
 }
 
@@ -146,13 +269,24 @@ mod tests {
     #[test]
     fn lost_at_comes_before_the_deadline_which_comes_before_the_ttl() {
         let now = Instant::now();
-        for ms in [10u64, 300, 10_000, 30_000] {
+        for ms in [100u64, 300, 10_000, 30_000] {
             let ttl = Duration::from_millis(ms);
             let t = Times::new(now, ttl);
             assert!(t.lost_at() < t.deadline, "ttl {ms}");
             assert!(t.deadline < now + ttl, "ttl {ms}");
-            assert!(t.lost_at() > now, "ttl {ms}");
+            assert!(t.lost_at() > t.renew_due(), "ttl {ms}");
         }
+    }
+
+    #[test]
+    fn at_the_minimum_ttl_a_failed_renewal_is_retried_several_times() {
+        let now = Instant::now();
+        let t = Times::new(now, crate::MIN_TTL);
+        let window = t.lost_at() - t.renew_due();
+        let tries = window.as_nanos() / retry_interval(crate::MIN_TTL).as_nanos();
+        assert!(tries >= 5, "only {tries} retries fit at MIN_TTL");
+        // And the body is cancelled two drifts before the earliest server expiry.
+        assert!(now + crate::MIN_TTL - t.lost_at() >= Duration::from_millis(6));
     }
 
     #[test]

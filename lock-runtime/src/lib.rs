@@ -45,6 +45,7 @@ mod keys;
 mod lease;
 mod renewer;
 mod request;
+mod store;
 
 #[doc(hidden)]
 pub mod __private;

@@ -1,28 +1,38 @@
-//! One renewal scheduler per client: it keeps every lease the client holds alive with
-//! batched, owner-checked renewals, and declares leases lost when they run out.
+//! Renewal scheduling: every lease a client holds is kept alive with batched, owner-checked
+//! renewals, and declared lost when it runs out.
 //!
-//! There is no task per held lock. The scheduler keeps a heap of the next event of each
-//! lease (its renewal falling due, or its loss deadline) and one task that sleeps until the
-//! earliest. When it wakes for a renewal it also takes every lease whose renewal falls due
-//! within the next half period (`ttl/6`): renewing a little early is harmless, and it pulls
-//! the renewal times of all leases together, so that after one period they go out in full
-//! batches of [`MAX_BATCH`] keys per round trip.
+//! There is no task per held lock. Each tokio runtime that registers leases gets one
+//! [`Scheduler`]: a queue of each lease's next event and one task that sleeps until the
+//! earliest. A lease is looked after on the runtime that registered it, so a client shared by
+//! several runtimes (one per `#[tokio::test]`, one per thread) keeps renewing on each of them,
+//! and a runtime that is dropped takes only its own scheduler with it: the next registration
+//! elsewhere adopts the leases it left.
 //!
-//! Renewal calls run in tasks of their own, so a slow or dead server never delays the loss
-//! deadlines, which the scheduler fires on its own clock.
+//! Each renewal event has a window: it may go out from `due - ttl/6` and must go out by
+//! `due`. The task wakes at the earliest *must*, and then sends every lease whose window has
+//! opened, so that after one period renewals travel in full batches of [`MAX_BATCH`] keys.
+//! Two queues keep that exact: one ordered by when an event may run (what to take), one by
+//! when it must (when to wake). Only events whose window is open are processed.
+//!
+//! One renewal per lease is in flight at a time, and `extend` goes through the same queue,
+//! reading the TTL when the request is sent: a renewal built before an extend can never land
+//! after it. Each attempt is bounded by `min(op timeout, ttl/3, time left before the loss
+//! deadline)`, so a hung attempt never uses up the whole lease and leaves room for a retry.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::LostReason;
 use crate::backend::{Backend, Renewal};
 use crate::lease::{Lease, retry_interval};
+use crate::{LockError, LostReason};
 
 /// The most keys one renewal call carries.
 pub(crate) const MAX_BATCH: usize = 100;
@@ -30,29 +40,66 @@ pub(crate) const MAX_BATCH: usize = 100;
 /// Identifies a lease registered with a [`Renewer`].
 pub(crate) type LeaseId = u64;
 
-#[derive(Debug)]
+/// What an `extend` gets back from the scheduler.
+pub(crate) type ExtendReply = oneshot::Receiver<Result<(), LockError>>;
+
+/// The schedulers of one lock store, one per tokio runtime that registered a lease.
 pub(crate) struct Renewer {
     backend: Arc<dyn Backend>,
+    schedulers: Mutex<Vec<Arc<Scheduler>>>,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for Renewer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let schedulers = self.schedulers();
+        f.debug_struct("Renewer")
+            .field("runtimes", &schedulers.len())
+            .field(
+                "leases",
+                &schedulers
+                    .iter()
+                    .map(|s| s.state().entries.len())
+                    .sum::<usize>(),
+            )
+            .finish()
+    }
+}
+
+/// Where a scheduler's task is: the state machine that makes a registration always reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No task: the next registration spawns one.
+    Idle,
+    /// The task is processing events; it will look at the queue again before it sleeps.
+    Working,
+    /// The task sleeps until this instant; an earlier event must wake it.
+    Sleeping(Instant),
+}
+
+struct Scheduler {
+    runtime: tokio::runtime::Id,
+    backend: Arc<dyn Backend>,
     state: Mutex<State>,
-    /// Wakes the scheduler task when an earlier event may have been queued.
+    /// Wakes the task. `notify_one` keeps a permit, so a wake between the task's last look
+    /// at the queue and its wait is not lost.
     wake: Notify,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     entries: HashMap<LeaseId, Entry>,
-    /// `(when, id, generation)`. An entry whose generation no longer matches is stale.
-    queue: BinaryHeap<Reverse<(Instant, LeaseId, u64)>>,
-    next_id: LeaseId,
-    /// The largest early-renewal window among the leases held.
-    max_window: Duration,
+    /// `(may run from, id, generation)`: what is due (or within its window) now.
+    by_start: BinaryHeap<Reverse<(Instant, LeaseId, u64)>>,
+    /// `(must run by, id, generation)`: when the task has to wake.
+    by_end: BinaryHeap<Reverse<(Instant, LeaseId, u64)>>,
+    phase: Option<Phase>,
     task: Option<AbortHandle>,
-    /// When the sleeping task will wake on its own; `None` while it works. A new event
-    /// later than this needs no wake-up, which spares the task one wake per acquire.
-    sleeping_until: Option<Instant>,
+    /// Events processed, for the tests of "only what is due".
+    #[cfg(test)]
+    processed: usize,
 }
 
-#[derive(Debug)]
 struct Entry {
     lease: Arc<Lease>,
     renew: bool,
@@ -60,17 +107,53 @@ struct Entry {
     in_flight: bool,
     /// Set after a failed renewal: try again then rather than at `ttl/3`.
     retry_at: Option<Instant>,
+    /// Bumped by each `extend`; a renewal answers the extends up to the value it was sent at.
+    extend_seq: u64,
+    extend_waiters: Vec<(u64, oneshot::Sender<Result<(), LockError>>)>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("lease", &self.lease)
+            .field("renew", &self.renew)
+            .field("in_flight", &self.in_flight)
+            .field("retry_at", &self.retry_at)
+            .field("extends_waiting", &self.extend_waiters.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Entry {
-    /// The next instant something must happen to this lease.
-    fn next_event(&self) -> Instant {
+    /// The window of this lease's next event: `(may run from, must run by)`.
+    fn next_event(&self, now: Instant) -> (Instant, Instant) {
         let times = self.lease.times();
         let lost_at = times.lost_at();
-        if !self.renew || self.in_flight {
-            return lost_at;
+        if self.in_flight {
+            return (lost_at, lost_at);
         }
-        self.retry_at.unwrap_or(times.renew_due()).min(lost_at)
+        if !self.extend_waiters.is_empty() {
+            return (now, now);
+        }
+        if !self.renew {
+            return (lost_at, lost_at);
+        }
+        if let Some(retry_at) = self.retry_at {
+            let at = retry_at.min(lost_at);
+            return (at, at);
+        }
+        let due = times.renew_due().min(lost_at);
+        (due.checked_sub(window(times.ttl)).unwrap_or(due), due)
+    }
+
+    fn answer_extends(&mut self, upto: u64, answer: impl Fn() -> Result<(), LockError>) {
+        let (answered, waiting) = std::mem::take(&mut self.extend_waiters)
+            .into_iter()
+            .partition(|(seq, _)| *seq <= upto);
+        self.extend_waiters = waiting;
+        for (_, tx) in answered {
+            let _ = tx.send(answer());
+        }
     }
 }
 
@@ -79,48 +162,71 @@ fn window(ttl: Duration) -> Duration {
     ttl / 6
 }
 
+fn not_held(key: &str) -> LockError {
+    LockError::NotHeld {
+        key: key.to_owned(),
+    }
+}
+
 impl State {
-    /// Pops queue entries of leases that are gone or were rescheduled since.
-    fn drop_stale_heads(&mut self) {
-        while let Some(&Reverse((_, id, generation))) = self.queue.peek() {
-            match self.entries.get(&id) {
-                Some(e) if e.generation == generation => break,
-                _ => {
-                    self.queue.pop();
-                }
-            }
-        }
-    }
-
-    /// Rescheduling leaves the superseded events in the heap until their time comes (a
-    /// lease's loss-deadline event outlives several renewals), and released leases leave
-    /// theirs. Sweep them when they outnumber the live ones, so the heap stays proportional
-    /// to the locks held; amortised, this costs O(1) per event.
-    fn sweep_if_sparse(&mut self) {
-        if self.queue.len() > 2 * self.entries.len() + 64 {
-            let entries = &self.entries;
-            self.queue.retain(|Reverse((_, id, generation))| {
-                entries.get(id).is_some_and(|e| e.generation == *generation)
-            });
-            self.queue.shrink_to(2 * self.queue.len() + 64);
-        }
-    }
-
-    /// Queues `id`'s next event; returns it, if the lease is still held.
-    fn schedule(&mut self, id: LeaseId) -> Option<Instant> {
+    /// Queues `id`'s next event; returns when it must run, if the lease is still held.
+    fn schedule(&mut self, id: LeaseId, now: Instant) -> Option<Instant> {
         let entry = self.entries.get_mut(&id)?;
         entry.generation += 1;
-        let when = entry.next_event();
-        self.queue.push(Reverse((when, id, entry.generation)));
-        Some(when)
+        let (start, end) = entry.next_event(now);
+        let generation = entry.generation;
+        self.by_start.push(Reverse((start, id, generation)));
+        self.by_end.push(Reverse((end, id, generation)));
+        Some(end)
     }
 
-    /// Whether the task must be woken to see an event at `when`.
-    fn needs_wake(&self, when: Option<Instant>) -> bool {
-        match (when, self.sleeping_until) {
-            (Some(when), Some(until)) => when < until,
-            _ => false,
+    fn is_current(&self, id: LeaseId, generation: u64) -> bool {
+        self.entries
+            .get(&id)
+            .is_some_and(|e| e.generation == generation)
+    }
+
+    /// When the task must next wake, dropping superseded queue heads on the way.
+    fn next_wake(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((when, id, generation))) = self.by_end.peek() {
+            if self.is_current(id, generation) {
+                return Some(when);
+            }
+            self.by_end.pop();
         }
+        None
+    }
+
+    /// Rescheduling leaves superseded events in the queues, and released leases leave
+    /// theirs. Sweep them when they outnumber the live ones, so the queues stay proportional
+    /// to the locks held; amortised, this costs O(1) per event.
+    fn sweep_if_sparse(&mut self) {
+        let limit = 2 * self.entries.len() + 64;
+        if self.by_start.len() > limit || self.by_end.len() > limit {
+            let entries = &self.entries;
+            let live = |Reverse((_, id, generation)): &Reverse<(Instant, LeaseId, u64)>| {
+                entries.get(id).is_some_and(|e| e.generation == *generation)
+            };
+            self.by_start.retain(live);
+            self.by_end.retain(live);
+            self.by_start.shrink_to(2 * self.by_start.len() + 64);
+            self.by_end.shrink_to(2 * self.by_end.len() + 64);
+        }
+    }
+
+    /// Whether the task must be woken (or started) to see an event that must run by `when`.
+    fn needs_wake(&self, when: Instant) -> bool {
+        match self.phase {
+            Some(Phase::Sleeping(until)) => when < until,
+            Some(Phase::Working) => false,
+            Some(Phase::Idle) | None => true,
+        }
+    }
+
+    fn remove(&mut self, id: LeaseId) -> Option<Entry> {
+        let entry = self.entries.remove(&id);
+        self.sweep_if_sparse();
+        entry
     }
 }
 
@@ -128,64 +234,178 @@ impl Renewer {
     pub(crate) fn new(backend: Arc<dyn Backend>) -> Self {
         Renewer {
             backend,
-            state: Mutex::new(State::default()),
-            wake: Notify::new(),
+            schedulers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // Every critical section leaves the state consistent, so a poisoned lock is usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn schedulers(&self) -> MutexGuard<'_, Vec<Arc<Scheduler>>> {
+        // Every critical section leaves the list consistent, so a poisoned lock is usable.
+        self.schedulers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current runtime's scheduler, made on first use. Leases left by schedulers whose
+    /// runtime is gone are moved to it, so they are renewed (or time out) again.
+    fn local(&self) -> Arc<Scheduler> {
+        let runtime = tokio::runtime::Handle::current().id();
+        let mut schedulers = self.schedulers();
+        let mut orphans = Vec::new();
+        schedulers.retain(|s| {
+            if s.runtime == runtime {
+                return true;
+            }
+            let mut state = s.state();
+            if !state.runtime_gone() {
+                return true;
+            }
+            orphans.extend(state.entries.drain());
+            false
+        });
+        let scheduler = match schedulers.iter().find(|s| s.runtime == runtime) {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s = Arc::new(Scheduler {
+                    runtime,
+                    backend: Arc::clone(&self.backend),
+                    state: Mutex::new(State::default()),
+                    wake: Notify::new(),
+                });
+                schedulers.push(Arc::clone(&s));
+                s
+            }
+        };
+        drop(schedulers);
+        if !orphans.is_empty() {
+            tracing::debug!(
+                leases = orphans.len(),
+                "adopting leases whose runtime was dropped"
+            );
+            let now = Instant::now();
+            let mut state = scheduler.state();
+            for (id, mut entry) in orphans {
+                entry.in_flight = false;
+                state.entries.insert(id, entry);
+                state.schedule(id, now);
+            }
+            drop(state);
+            scheduler.ensure_running(Instant::now());
+        }
+        scheduler
+    }
+
+    /// A fresh id, unique within this store.
+    pub(crate) fn next_id(&self) -> LeaseId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Starts keeping `lease` alive (or, with `renew == false`, only timing it out). Must be
     /// called within a tokio runtime.
-    pub(crate) fn register(self: &Arc<Self>, lease: Arc<Lease>, renew: bool) -> LeaseId {
-        let mut state = self.state();
-        let id = state.next_id;
-        state.next_id += 1;
-        let ttl = lease.ttl();
-        state.max_window = state.max_window.max(window(ttl));
-        state.entries.insert(
-            id,
-            Entry {
-                lease,
-                renew,
-                generation: 0,
-                in_flight: false,
-                retry_at: None,
-            },
-        );
-        let when = state.schedule(id);
-        // The task exits when it has nothing to do, and dies with its runtime: start one if
-        // none is running.
-        if state.task.as_ref().is_none_or(AbortHandle::is_finished) {
-            state.sleeping_until = None;
-            state.task = Some(tokio::spawn(Arc::clone(self).run()).abort_handle());
-        } else if state.needs_wake(when) {
-            drop(state);
-            self.wake.notify_one();
+    pub(crate) fn register(&self, lease: Arc<Lease>, renew: bool) -> LeaseId {
+        let id = self.next_id();
+        let scheduler = self.local();
+        let when = {
+            let mut state = scheduler.state();
+            state.entries.insert(
+                id,
+                Entry {
+                    lease,
+                    renew,
+                    generation: 0,
+                    in_flight: false,
+                    retry_at: None,
+                    extend_seq: 0,
+                    extend_waiters: Vec::new(),
+                },
+            );
+            state.schedule(id, Instant::now())
+        };
+        if let Some(when) = when {
+            scheduler.ensure_running(when);
         }
         id
     }
 
-    /// Stops looking after a lease (it was released or dropped).
-    pub(crate) fn unregister(&self, id: LeaseId) {
-        let mut state = self.state();
-        state.entries.remove(&id);
-        state.sweep_if_sparse();
+    /// Stops looking after a lease (it was released, dropped or given up). Returns it.
+    pub(crate) fn unregister(&self, id: LeaseId) -> Option<Arc<Lease>> {
+        let schedulers = self.schedulers().clone();
+        schedulers.iter().find_map(|s| {
+            let mut state = s.state();
+            let mut entry = state.remove(id)?;
+            let key = entry.lease.key.clone();
+            entry.answer_extends(u64::MAX, || Err(not_held(&key)));
+            Some(entry.lease)
+        })
     }
 
-    /// Re-reads a lease's times after `extend` changed them.
-    pub(crate) fn reschedule(&self, id: LeaseId) {
-        let mut state = self.state();
-        if let Some(entry) = state.entries.get_mut(&id) {
-            entry.retry_at = None;
-            let ttl = entry.lease.ttl();
-            state.max_window = state.max_window.max(window(ttl));
+    /// Every lease still registered, for `close`.
+    pub(crate) fn ids(&self) -> Vec<LeaseId> {
+        let schedulers = self.schedulers().clone();
+        schedulers
+            .iter()
+            .flat_map(|s| s.state().entries.keys().copied().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Asks for an owner-checked renewal of lease `id` to `ttl`, sent after any renewal
+    /// already in flight, and makes `ttl` the TTL of every renewal after it. `None` if the
+    /// lease is no longer registered.
+    pub(crate) fn extend(&self, id: LeaseId, ttl: Duration) -> Option<ExtendReply> {
+        let schedulers = self.schedulers().clone();
+        for scheduler in schedulers {
+            let (tx, rx) = oneshot::channel();
+            let when = {
+                let mut state = scheduler.state();
+                let Some(entry) = state.entries.get_mut(&id) else {
+                    continue;
+                };
+                entry.lease.set_target_ttl(ttl);
+                entry.extend_seq += 1;
+                let seq = entry.extend_seq;
+                entry.extend_waiters.push((seq, tx));
+                entry.retry_at = None;
+                state.schedule(id, Instant::now())
+            };
+            if let Some(when) = when {
+                scheduler.ensure_running(when);
+            }
+            return Some(rx);
         }
-        let when = state.schedule(id);
-        if state.needs_wake(when) {
+        None
+    }
+}
+
+impl fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("Scheduler")
+            .field("runtime", &self.runtime)
+            .field("phase", &state.phase)
+            .field("leases", &state.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Whether the task died without emptying its queue: its runtime was dropped.
+    fn runtime_gone(&self) -> bool {
+        !self.entries.is_empty() && self.task.as_ref().is_none_or(AbortHandle::is_finished)
+    }
+}
+
+impl Scheduler {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes sure the task will see an event that must run by `when`: starts it if there is
+    /// none (or it died with a runtime), wakes it if it sleeps past `when`.
+    fn ensure_running(self: &Arc<Self>, when: Instant) {
+        let mut state = self.state();
+        if state.task.as_ref().is_none_or(AbortHandle::is_finished) {
+            state.phase = Some(Phase::Working);
+            let task = tokio::spawn(Arc::clone(self).run());
+            state.task = Some(task.abort_handle());
+        } else if state.needs_wake(when) {
             drop(state);
             self.wake.notify_one();
         }
@@ -198,131 +418,280 @@ impl Renewer {
                 let mut state = self.state();
                 if state.entries.is_empty() {
                     state.task = None;
-                    state.max_window = Duration::ZERO;
+                    state.phase = Some(Phase::Idle);
                     return;
                 }
-                state.sleeping_until = None;
-                state.drop_stale_heads();
+                state.phase = Some(Phase::Working);
                 let batch = self.collect_due(&mut state);
                 for chunk in batch.chunks(MAX_BATCH) {
                     tokio::spawn(Arc::clone(&self).renew(chunk.to_vec()));
                 }
-                state.drop_stale_heads();
-                let next = state.queue.peek().map(|Reverse((when, _, _))| *when);
-                state.sleeping_until = next;
-                next
+                let next = state.next_wake();
+                // A queue with no event (every lease in flight has a loss deadline, so this
+                // is only momentary) still sleeps with a bound, never parks for good.
+                let until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+                state.phase = Some(Phase::Sleeping(until));
+                until
             };
-            let notified = self.wake.notified();
-            match next_wake {
-                Some(when) => tokio::select! {
-                    () = sleep_until(when) => {}
-                    () = notified => {}
-                },
-                None => notified.await,
+            tokio::select! {
+                () = sleep_until(next_wake) => {}
+                () = self.wake.notified() => {}
             }
         }
     }
 
-    /// Fires due loss deadlines and gathers the leases whose renewal is due (or nearly).
-    fn collect_due(&self, state: &mut State) -> Vec<(LeaseId, Arc<Lease>, Duration)> {
+    /// Fires due loss deadlines and gathers the leases whose renewal window is open.
+    fn collect_due(&self, state: &mut State) -> Vec<Pending> {
         let now = Instant::now();
-        // Woken early (a registration, an extend, a finished batch): nothing to do yet.
-        // The caller dropped stale heads, so the head is a live event.
-        if state
-            .queue
-            .peek()
-            .is_none_or(|Reverse((when, _, _))| *when > now)
-        {
-            return Vec::new();
-        }
-        let horizon = now + state.max_window;
-        let mut popped = Vec::new();
-        while let Some(&Reverse((when, id, generation))) = state.queue.peek() {
-            if when > horizon {
+        let mut due = Vec::new();
+        while let Some(&Reverse((start, id, generation))) = state.by_start.peek() {
+            if start > now {
                 break;
             }
-            state.queue.pop();
-            if state
-                .entries
-                .get(&id)
-                .is_some_and(|e| e.generation == generation)
-            {
-                popped.push(id);
+            state.by_start.pop();
+            if state.is_current(id, generation) {
+                due.push(id);
             }
         }
         let mut batch = Vec::new();
-        for id in popped {
+        for id in due {
+            #[cfg(test)]
+            {
+                state.processed += 1;
+            }
             let Some(entry) = state.entries.get_mut(&id) else {
                 continue;
             };
-            let times = entry.lease.times();
-            if times.lost_at() <= now {
-                entry.lease.declare_lost(LostReason::Expired);
-                state.entries.remove(&id);
+            let lease = Arc::clone(&entry.lease);
+            let times = lease.times();
+            if lease.lost_reason().is_some() || times.lost_at() <= now {
+                lease.declare_lost(lease.expiry_reason());
+                if let Some(mut entry) = state.remove(id) {
+                    entry.answer_extends(u64::MAX, || Err(not_held(&lease.key)));
+                }
                 continue;
             }
-            let due = entry.retry_at.unwrap_or(times.renew_due());
-            if entry.renew && !entry.in_flight && due <= now + window(times.ttl) {
-                entry.in_flight = true;
-                batch.push((id, Arc::clone(&entry.lease), times.ttl));
+            let wants =
+                !entry.extend_waiters.is_empty() || (entry.renew && entry.next_event(now).0 <= now);
+            if !entry.in_flight && wants {
+                match lease.renewal_ttl(now) {
+                    Some(ttl) => {
+                        entry.in_flight = true;
+                        batch.push(Pending {
+                            id,
+                            lease,
+                            ttl,
+                            extend_seq: entry.extend_seq,
+                        });
+                    }
+                    None => {
+                        // max_hold reached: no renewal may move the lease past it.
+                        entry.renew = false;
+                        entry.answer_extends(u64::MAX, || {
+                            Err(LockError::InvalidOption {
+                                key: lease.key.clone(),
+                                option: "max_hold",
+                                reason: "the lock cannot be extended past its max_hold".into(),
+                            })
+                        });
+                    }
+                }
             }
-            state.schedule(id);
+            state.schedule(id, now);
         }
         batch
     }
 
     /// Sends one batch of renewals and records what came back.
-    async fn renew(self: Arc<Self>, batch: Vec<(LeaseId, Arc<Lease>, Duration)>) {
+    async fn renew(self: Arc<Self>, batch: Vec<Pending>) {
         let renewals: Vec<Renewal<'_>> = batch
             .iter()
-            .map(|(_, lease, ttl)| Renewal {
-                key: &lease.key,
-                token: &lease.token,
-                ttl: *ttl,
+            .map(|p| Renewal {
+                key: &p.lease.key,
+                token: &p.lease.token,
+                ttl: p.ttl,
             })
             .collect();
         let sent_at = Instant::now();
-        // Bounded by the client's timeout; loss deadlines fire independently meanwhile.
-        let outcome =
-            tokio::time::timeout(self.backend.op_timeout(), self.backend.renew(&renewals)).await;
+        let limit = attempt_limit(self.backend.op_timeout(), &batch, sent_at);
+        // Loss deadlines fire independently meanwhile, on the scheduler's clock.
+        let outcome = tokio::time::timeout(limit, self.backend.renew(&renewals)).await;
         let outcome = match outcome {
             Ok(Ok(renewed)) if renewed.len() == batch.len() => Ok(renewed),
-            Ok(Ok(_)) => Err("a reply of the wrong length".to_owned()),
-            Ok(Err(e)) => Err(e.into_lock_error(&batch[0].1.key, "renew").to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.backend.op_timeout())),
+            Ok(Ok(_)) => Err(LockError::Backend {
+                key: batch[0].lease.key.clone(),
+                operation: "renew",
+                source: Arc::new(redis::RedisError::from((
+                    redis::ErrorKind::Parse,
+                    "a renewal reply of the wrong length",
+                ))),
+            }),
+            Ok(Err(e)) => Err(e.into_lock_error(&batch[0].lease.key, "renew")),
+            Err(_) => Err(LockError::Timeout {
+                key: batch[0].lease.key.clone(),
+                operation: "renew",
+                after: limit,
+            }),
         };
         let mut state = self.state();
-        let retry_from = Instant::now();
+        let now = Instant::now();
         let mut earliest: Option<Instant> = None;
-        for (i, (id, lease, ttl)) in batch.iter().enumerate() {
-            let Some(entry) = state.entries.get_mut(id) else {
+        for (i, p) in batch.iter().enumerate() {
+            let Some(entry) = state.entries.get_mut(&p.id) else {
                 continue; // released meanwhile
             };
             entry.in_flight = false;
             match &outcome {
                 Ok(renewed) if renewed[i] => {
-                    lease.renewed(sent_at, *ttl);
+                    p.lease.renewed(sent_at, p.ttl);
                     entry.retry_at = None;
-                    tracing::trace!(key = %lease.key, ttl_ms = ttl.as_millis() as u64, "lock renewed");
+                    entry.answer_extends(p.extend_seq, || Ok(()));
+                    tracing::trace!(key = %p.lease.key, ttl_ms = p.ttl.as_millis() as u64, "lock renewed");
                 }
                 Ok(_) => {
-                    lease.declare_lost(LostReason::Taken);
-                    state.entries.remove(id);
+                    p.lease.declare_lost(LostReason::Taken);
+                    if let Some(mut entry) = state.remove(p.id) {
+                        entry.answer_extends(u64::MAX, || Err(not_held(&p.lease.key)));
+                    }
                     continue;
                 }
                 Err(error) => {
-                    entry.retry_at = Some(retry_from + retry_interval(*ttl));
-                    tracing::warn!(key = %lease.key, %error, "lock renewal failed; retrying until the lease deadline");
+                    entry.retry_at = Some(now + retry_interval(p.ttl));
+                    // An extend reports the failure; the watchdog keeps retrying.
+                    let error = error.clone();
+                    entry.answer_extends(p.extend_seq, || Err(error.clone()));
+                    tracing::warn!(key = %p.lease.key, %error, "lock renewal failed; retrying until the lease deadline");
                 }
             }
-            if let Some(when) = state.schedule(*id) {
+            if let Some(when) = state.schedule(p.id, now) {
                 earliest = Some(earliest.map_or(when, |e| e.min(when)));
             }
         }
         state.sweep_if_sparse();
-        if state.needs_wake(earliest) {
-            drop(state);
+        let wake = earliest.is_some_and(|when| state.needs_wake(when));
+        drop(state);
+        if wake {
             self.wake.notify_one();
         }
+    }
+}
+
+/// One lease in a renewal batch.
+#[derive(Clone)]
+struct Pending {
+    id: LeaseId,
+    lease: Arc<Lease>,
+    /// The TTL this renewal sends, read when it was sent.
+    ttl: Duration,
+    /// The extends this renewal answers.
+    extend_seq: u64,
+}
+
+/// How long one renewal attempt may take: never past the batch's first loss deadline (it
+/// would be too late), and at most a renewal period, so a hung attempt leaves room to retry.
+fn attempt_limit(op_timeout: Duration, batch: &[Pending], now: Instant) -> Duration {
+    let mut limit = op_timeout;
+    for p in batch {
+        let times = p.lease.times();
+        limit = limit
+            .min(times.ttl / 3)
+            .min(times.lost_at().saturating_duration_since(now));
+    }
+    limit.max(Duration::from_millis(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::lease::Holds;
+
+    fn lease(backend: &Arc<dyn Backend>, key: &str, ttl: Duration) -> Arc<Lease> {
+        Arc::new(Lease::new(
+            Arc::clone(backend),
+            key.to_owned(),
+            "t".to_owned(),
+            ttl,
+            Instant::now(),
+            Holds::default(),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_long_ttl_lease_does_not_make_every_wake_process_every_lease() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let renewer = Renewer::new(Arc::clone(&backend));
+        renewer.register(lease(&backend, "year", crate::MAX_TTL), true);
+        // 200 leases with nothing due for ten minutes...
+        for i in 0..200 {
+            renewer.register(
+                lease(&backend, &format!("idle{i}"), Duration::from_secs(600)),
+                false,
+            );
+        }
+        // ...and one that renews every second, so the task wakes every second.
+        renewer.register(lease(&backend, "busy", Duration::from_secs(3)), true);
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        let processed = renewer.local().state().processed;
+        // Before the fix the year-long lease widened every wake's horizon to 61 days, so each
+        // of the ~100 wakes processed all 202 leases: about 20,000 events.
+        assert!(
+            processed < 1_000,
+            "processed {processed} events for ~100 renewals"
+        );
+    }
+
+    #[test]
+    fn an_attempt_never_outlasts_the_loss_deadline() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+            let ttl = crate::MIN_TTL;
+            let p = Pending {
+                id: 0,
+                lease: lease(&backend, "k", ttl),
+                ttl,
+                extend_seq: 0,
+            };
+            let now = Instant::now() + ttl / 3;
+            let limit = attempt_limit(Duration::from_secs(3), std::slice::from_ref(&p), now);
+            assert!(limit <= ttl / 3, "{limit:?}");
+            let lost_at = p.lease.times().lost_at();
+            assert!(now + limit <= lost_at);
+        });
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+            let renewer = Renewer::new(Arc::clone(&backend));
+            let l = Arc::new(Lease::new(
+                Arc::clone(&backend),
+                "k".into(),
+                "s3cret-token".into(),
+                Duration::from_secs(1),
+                Instant::now(),
+                Holds::default(),
+            ));
+            renewer.register(Arc::clone(&l), true);
+            let scheduler = renewer.local();
+            let entry = format!("{:?}", scheduler.state().entries.values().next().unwrap());
+            for shown in [
+                format!("{l:?}"),
+                format!("{renewer:?}"),
+                format!("{scheduler:?}"),
+                entry,
+            ] {
+                assert!(!shown.contains("s3cret"), "{shown}");
+            }
+        });
     }
 }

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backend::wakeup::ReleaseWatch;
+use crate::backend::wakeup::{ReleaseWatch, Wake};
 use crate::backend::{AcquireArgs, Acquired, bounded};
-use crate::guard::{LockGuard, release_in_background};
-use crate::keys::{check_ttl, fence_key, full_key};
-use crate::lease::Lease;
+use crate::guard::LockGuard;
+use crate::keys::{MAX_TTL, MIN_TTL, check_ttl, fence_key, full_key};
+use crate::lease::{Holds, Lease};
+use crate::store::Store;
 use crate::{Backoff, LockClient, LockError, context};
 
 /// A fresh token for one acquisition: a version-4 UUID (122 random bits) from the thread's
@@ -55,6 +56,8 @@ pub struct LockRequest {
     fencing: bool,
     renew: bool,
     backoff: Backoff,
+    min_hold: Option<Duration>,
+    max_hold: Option<Duration>,
 }
 
 impl LockRequest {
@@ -67,6 +70,8 @@ impl LockRequest {
             fencing: false,
             renew: true,
             backoff: Backoff::default(),
+            min_hold: None,
+            max_hold: None,
         }
     }
 
@@ -106,6 +111,59 @@ impl LockRequest {
         self
     }
 
+    /// ShedLock's `lockAtLeastFor`: if the lock is given back sooner than `min_hold` after
+    /// it was acquired, the key is not deleted but kept (owner-checked) until then, and then
+    /// frees itself. For jobs that run on several replicas with skewed clocks, so that a job
+    /// that finishes quickly does not run again on another replica.
+    pub fn min_hold(mut self, min_hold: Duration) -> Self {
+        self.min_hold = Some(min_hold);
+        self
+    }
+
+    /// ShedLock's `lockAtMostFor`, Redisson's lease time: the watchdog never renews past
+    /// acquisition + `max_hold`. Then the lock ends: work run through [`run`](Self::run) is
+    /// cancelled with [`LockError::Lost`] ([`LostReason::MaxHold`](crate::LostReason::MaxHold))
+    /// and the lock is released; the key itself never outlives the bound on the server.
+    pub fn max_hold(mut self, max_hold: Duration) -> Self {
+        self.max_hold = Some(max_hold);
+        self
+    }
+
+    /// Checks the hold bounds against each other and the TTL limits.
+    fn check_holds(&self, key: &str) -> Result<(), LockError> {
+        let invalid = |option, reason: String| {
+            Err(LockError::InvalidOption {
+                key: key.to_owned(),
+                option,
+                reason,
+            })
+        };
+        if let Some(max) = self.max_hold
+            && !(MIN_TTL..=MAX_TTL).contains(&max)
+        {
+            return invalid(
+                "max_hold",
+                format!("{max:?} is outside {MIN_TTL:?} to 365 days, the limits of a lock's TTL"),
+            );
+        }
+        if let Some(min) = self.min_hold
+            && min > MAX_TTL
+        {
+            return invalid("min_hold", format!("{min:?} is over 365 days"));
+        }
+        if let (Some(min), Some(max)) = (self.min_hold, self.max_hold)
+            && min > max
+        {
+            return invalid(
+                "min_hold",
+                format!(
+                    "min_hold {min:?} is longer than max_hold {max:?}; make min_hold <= max_hold"
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// The full key, namespace included, checked.
     fn full_key(&self) -> Result<String, LockError> {
         full_key(self.client.namespace(), &self.key)
@@ -113,17 +171,24 @@ impl LockRequest {
 
     /// Takes the lock, waiting up to the request's `wait` while someone else holds it.
     ///
-    /// Errors: [`Busy`](LockError::Busy) when the wait runs out, [`InvalidKey`] and
-    /// [`InvalidTtl`] for bad input, [`WrongType`](LockError::WrongType) when the key holds
-    /// something that is not a lock, and [`Timeout`](LockError::Timeout) or
-    /// [`Backend`](LockError::Backend) when the server cannot be reached. A waiter does not
-    /// retry through server errors: they are returned at once.
+    /// Errors: [`Busy`](LockError::Busy) when the wait runs out, [`InvalidKey`],
+    /// [`InvalidTtl`] and [`InvalidOption`] for bad input, [`WrongType`](LockError::WrongType)
+    /// when the key holds something that is not a lock, [`Closed`](LockError::Closed) after
+    /// [`LockClient::close`], and [`Timeout`](LockError::Timeout) or
+    /// [`Backend`](LockError::Backend) when the server cannot be reached. A waiter retries
+    /// transient server errors (timeouts, dropped connections) within its wait, and returns
+    /// the last one if the wait runs out.
+    ///
+    /// Cancel-safe: if this future is dropped while an attempt is in flight, that attempt is
+    /// undone by token in the background, so a cancelled acquire never leaves the key locked.
     ///
     /// [`InvalidKey`]: LockError::InvalidKey
     /// [`InvalidTtl`]: LockError::InvalidTtl
+    /// [`InvalidOption`]: LockError::InvalidOption
     pub async fn acquire(self) -> Result<LockGuard, LockError> {
         let key = self.full_key()?;
         check_ttl(&key, self.ttl)?;
+        self.check_holds(&key)?;
         let fence_key = match self.fencing {
             true => Some(fence_key(&key)?),
             false => None,
@@ -131,58 +196,98 @@ impl LockRequest {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(LockError::NoRuntime { key });
         }
-        let backend = Arc::clone(&self.client.backend);
+        let store = Arc::clone(&self.client.store);
+        if store.is_closed() {
+            return Err(LockError::Closed { key });
+        }
+        let backend = Arc::clone(&store.backend);
+        // The key never outlives max_hold on the server, even if this process dies.
+        let ttl = self.max_hold.map_or(self.ttl, |max| self.ttl.min(max));
         let op_timeout = backend.op_timeout();
         let started = Instant::now();
         let give_up_at = started.checked_add(self.wait);
+        let remaining = || {
+            give_up_at.map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(Instant::now())
+            })
+        };
         let mut attempt: u32 = 0;
         // Set up on the first busy answer; `None` after that means polling only.
         let mut releases: Option<ReleaseWatch> = None;
         let mut watching = false;
         loop {
             let token = new_token();
-            let args = AcquireArgs {
-                key: &key,
-                token: &token,
-                ttl: self.ttl,
-                fence_key: fence_key.as_deref(),
-            };
             let sent_at = Instant::now();
-            let outcome = bounded(&*backend, &key, "acquire", backend.acquire(args)).await;
             let lease = || {
+                let holds = Holds {
+                    min_until: self.min_hold.map(|d| sent_at + d),
+                    max_until: self.max_hold.map(|d| sent_at + d),
+                };
                 Lease::new(
                     Arc::clone(&backend),
                     key.clone(),
                     token.clone(),
-                    self.ttl,
+                    ttl,
                     sent_at,
+                    holds,
                 )
             };
+            // Armed before sending: if this future is dropped mid-attempt, or the attempt
+            // fails in a way that may hide a landed SET, the token is released by itself.
+            let mut undo = Undo {
+                store: &store,
+                key: &key,
+                token: &token,
+                ttl,
+                sent_at,
+                armed: true,
+            };
+            let args = AcquireArgs {
+                key: &key,
+                token: &token,
+                ttl,
+                fence_key: fence_key.as_deref(),
+            };
+            let outcome = bounded(&*backend, &key, "acquire", backend.acquire(args)).await;
             let holder_ttl = match outcome {
                 Ok(Acquired::Yes { fence }) => {
+                    undo.disarm();
+                    drop(undo);
+                    let guard = LockGuard::start(&store, lease(), fence, self.renew);
+                    if store.is_closed() {
+                        // close() ran while this attempt was in flight.
+                        drop(guard);
+                        return Err(LockError::Closed { key });
+                    }
                     tracing::debug!(
                         key,
                         attempts = attempt + 1,
                         fencing_token = fence,
                         "lock acquired"
                     );
-                    return Ok(LockGuard::start(
-                        &self.client.renewer,
-                        lease(),
-                        fence,
-                        self.renew,
-                    ));
+                    return Ok(guard);
                 }
-                Ok(Acquired::Busy { holder_ttl }) => holder_ttl,
+                Ok(Acquired::Busy { holder_ttl }) => {
+                    undo.disarm();
+                    drop(undo);
+                    holder_ttl
+                }
                 Err(e) => {
-                    // The SET may have landed before the error or timeout: undo it, by token.
-                    release_in_background(Arc::new(lease()));
-                    return Err(e);
+                    drop(undo);
+                    if !e.is_transient() || remaining().is_zero() {
+                        return Err(e);
+                    }
+                    attempt = attempt.saturating_add(1);
+                    tracing::debug!(key, error = %e, "acquire failed; retrying within the wait");
+                    let delay = self.backoff.delay(attempt - 1).min(remaining());
+                    tokio::time::sleep(delay).await;
+                    if remaining().is_zero() {
+                        return Err(e);
+                    }
+                    continue;
                 }
             };
-            let now = Instant::now();
-            let remaining =
-                give_up_at.map_or(Duration::MAX, |at| at.saturating_duration_since(now));
+            let remaining = remaining();
             if remaining.is_zero() {
                 tracing::debug!(key, attempts = attempt + 1, "lock busy");
                 return Err(LockError::Busy { key, holder_ttl });
@@ -216,7 +321,12 @@ impl LockRequest {
                 Some(watch) => {
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = watch.released() => {}
+                        wake = watch.released() => if wake == Wake::Stale {
+                            // The subscriber connection died: subscribe again (on a new one)
+                            // after the next attempt.
+                            releases = None;
+                            watching = false;
+                        },
                     }
                 }
                 None => tokio::time::sleep(delay).await,
@@ -234,8 +344,17 @@ impl LockRequest {
     /// writes.
     ///
     /// **Re-entry:** inside `run` (or a `#[distributed_lock]` fn), a nested `run` on the
-    /// same key and the same client store runs `work` straight away under the outer lock
-    /// instead of deadlocking. This holds within one task only.
+    /// same key and the same client store runs `work` under the outer lock instead of
+    /// deadlocking. Re-entered sections exclude each other: two sub-futures of one body
+    /// (`join!`, `select!`) that both re-enter run one at a time; the second waits up to its
+    /// own `wait`, then gets [`LockError::Busy`], just as another task would. The outer
+    /// lock's TTL, watchdog and hold bounds apply; a nested request for fencing under a lock
+    /// taken without it fails with [`LockError::Reentry`].
+    ///
+    /// Re-entry is seen only within the task running the outer `run`, and only for locks
+    /// taken through `run` or the attribute: a lock held through a [`LockGuard`], or through
+    /// a client on another store, is not re-entered, and locking it again is `Busy` (or a
+    /// deadlock, with a long enough wait).
     ///
     /// ```
     /// # async fn demo() -> Result<(), lock_runtime::LockError> {
@@ -246,12 +365,16 @@ impl LockRequest {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
     /// ```
     pub async fn run<F: Future>(self, work: F) -> Result<F::Output, LockError> {
+        // Boxed once here: the layers below (re-entry, protection, the task-local scope)
+        // then each hold a pointer, not a copy of `work`. Unboxed, every nesting level of
+        // locked calls multiplied the future's size, and deep nesting overflowed a thread's
+        // stack in unoptimised builds.
+        let work = Box::pin(work);
         let key = self.full_key()?;
-        if context::holds(context::store_id(&self.client.backend), &key) {
-            tracing::trace!(key, "re-entering a lock this task holds");
-            return Ok(work.await);
+        if let Some(outer) = context::held(context::store_id(&self.client.store.backend), &key) {
+            return self.reenter(key, outer, work).await;
         }
-        let guard = self.acquire().await?;
+        let guard = Box::pin(self.acquire()).await?;
         match guard.protect(work).await {
             Ok(out) => {
                 if let Err(e) = guard.release().await {
@@ -264,6 +387,97 @@ impl LockRequest {
                 drop(guard);
                 Err(LockError::Lost { key, reason })
             }
+        }
+    }
+
+    /// Like [`run`](Self::run), but when the lock is busy (after the wait, if any) the work
+    /// is skipped and the result is `Ok(None)`: ShedLock's behaviour for a job that another
+    /// replica is already running. Other errors are returned as they are.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let client = lock_runtime::LockClient::in_memory();
+    /// let held = client.lock("nightly").acquire().await?;
+    /// assert_eq!(client.lock("nightly").run_or_skip(async { "ran" }).await?, None);
+    /// held.release().await?;
+    /// assert_eq!(client.lock("nightly").run_or_skip(async { "ran" }).await?, Some("ran"));
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn run_or_skip<F: Future>(self, work: F) -> Result<Option<F::Output>, LockError> {
+        match self.run(work).await {
+            Ok(out) => Ok(Some(out)),
+            Err(LockError::Busy { key, .. }) => {
+                tracing::debug!(key, "lock busy; work skipped");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `work` under a lock this task already holds, one re-entered section at a time.
+    async fn reenter<F: Future>(
+        self,
+        key: String,
+        outer: context::CurrentLock,
+        work: F,
+    ) -> Result<F::Output, LockError> {
+        if self.fencing && outer.fencing_token.is_none() {
+            return Err(LockError::Reentry {
+                key,
+                reason: "this nested request asks for fencing, but the lock was taken without \
+                         it; take the outer lock with `.fencing(true)` (or `fencing = true`)"
+                    .into(),
+            });
+        }
+        let busy = || LockError::Busy {
+            key: key.clone(),
+            holder_ttl: None,
+        };
+        let gate = Arc::clone(&outer.gate);
+        let _section = if self.wait.is_zero() {
+            gate.try_lock_owned().map_err(|_| busy())?
+        } else {
+            tokio::time::timeout(self.wait, gate.lock_owned())
+                .await
+                .map_err(|_| busy())?
+        };
+        tracing::trace!(key, "re-entering a lock this task holds");
+        Ok(context::scope(outer.reentered(), work).await)
+    }
+}
+
+/// Undoes an acquire attempt by token unless disarmed: dropped while the attempt is in
+/// flight (the caller's future was cancelled) or after it failed in a way that may hide a
+/// `SET` that landed.
+struct Undo<'a> {
+    store: &'a Arc<Store>,
+    key: &'a str,
+    token: &'a str,
+    ttl: Duration,
+    sent_at: Instant,
+    armed: bool,
+}
+
+impl Undo<'_> {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // A plain release by token: no hold bounds apply to an attempt never handed out.
+            let lease = Lease::new(
+                Arc::clone(&self.store.backend),
+                self.key.to_owned(),
+                self.token.to_owned(),
+                self.ttl,
+                self.sent_at,
+                Holds::default(),
+            );
+            self.store.release_in_background(None, Arc::new(lease));
         }
     }
 }

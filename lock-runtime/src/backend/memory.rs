@@ -107,12 +107,25 @@ impl Backend for MemoryBackend {
         }))
     }
 
+    fn ttl_if_held<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, BackendResult<Option<Duration>>> {
+        ready(self.with_state(|state, now| {
+            state
+                .live(key, now)
+                .filter(|e| e.token == token)
+                .map(|e| e.expires_at - now)
+        }))
+    }
+
     fn is_held<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
         ready(self.with_state(|state, now| state.live(key, now).is_some_and(|e| e.token == token)))
     }
 
     fn watch_releases<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<ReleaseWatch>> {
-        ready(self.releases.watch(key))
+        ready(ReleaseHub::watch(&self.releases, key))
     }
 
     fn op_timeout(&self) -> Duration {

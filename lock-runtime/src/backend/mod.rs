@@ -62,6 +62,14 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     /// order: `true` if renewed, `false` if the key is gone or holds another token.
     fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<bool>>>;
 
+    /// The remaining TTL of `key` if it holds `token` (`Duration::MAX` for no expiry);
+    /// `None` if it does not.
+    fn ttl_if_held<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, BackendResult<Option<Duration>>>;
+
     /// Whether `key` holds `token` right now.
     fn is_held<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>>;
 

@@ -77,6 +77,16 @@ return out
     )
 });
 
+/// The remaining PTTL of KEYS[1] if it holds ARGV[1], else -3.
+static TTL_IF_HELD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PTTL', KEYS[1]) end
+return -3
+",
+    )
+});
+
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     client: redis::Client,
@@ -229,6 +239,26 @@ impl Backend for RedisBackend {
         })
     }
 
+    fn ttl_if_held<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, BackendResult<Option<Duration>>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let pttl: i64 = TTL_IF_HELD
+                .key(key)
+                .arg(token)
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(match pttl {
+                -1 => Some(Duration::MAX),
+                ms if ms >= 0 => Some(Duration::from_millis(ms as u64)),
+                _ => None,
+            })
+        })
+    }
+
     fn is_held<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
@@ -241,8 +271,11 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let (hub, control) = {
                 let mut slot = self.subscriber.lock().await;
-                if slot.as_ref().is_none_or(|s| s.task.is_finished()) {
-                    *slot = Some(Subscriber::connect(&self.client).await?);
+                if slot
+                    .as_ref()
+                    .is_none_or(|s| s.task.is_finished() || s.hub.is_closed())
+                {
+                    *slot = Some(Subscriber::connect(&self.client, self.op_timeout).await?);
                 }
                 let sub = slot.as_ref().expect("just set");
                 (Arc::clone(&sub.hub), sub.control.clone())
@@ -292,15 +325,24 @@ impl Drop for Subscriber {
 }
 
 impl Subscriber {
-    async fn connect(client: &redis::Client) -> BackendResult<Subscriber> {
-        let (sink, stream) = client.get_async_pubsub().await?.split();
+    async fn connect(client: &redis::Client, op_timeout: Duration) -> BackendResult<Subscriber> {
+        let pubsub = tokio::time::timeout(op_timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| timed_out("connecting the release subscriber"))??;
+        let (sink, stream) = pubsub.split();
         let (control, requests) = mpsc::unbounded_channel();
         let unsubscribe = control.clone();
         let hub = Arc::new(ReleaseHub::with_on_idle(Box::new(move |key: &str| {
             // The task may be gone already; then there is nothing to unsubscribe from.
             let _ = unsubscribe.send(Control::Unsubscribe(key.to_owned()));
         })));
-        let task = tokio::spawn(Subscriber::run(Arc::clone(&hub), sink, stream, requests));
+        let task = tokio::spawn(Subscriber::run(
+            Arc::clone(&hub),
+            sink,
+            stream,
+            requests,
+            op_timeout,
+        ));
         Ok(Subscriber {
             hub,
             control,
@@ -308,13 +350,23 @@ impl Subscriber {
         })
     }
 
+    /// Serves subscriptions and delivers release messages until the connection fails.
+    ///
+    /// Every command on the connection is bounded by the operation timeout, and an idle
+    /// connection is checked with a PING every [`KEEPALIVE`]: a half-open connection is
+    /// torn down within about that long instead of hanging its waiters forever. On the way
+    /// out every watch is marked stale, so its waiter subscribes again on a new connection.
     async fn run(
         hub: Arc<ReleaseHub>,
         mut sink: PubSubSink,
         mut stream: PubSubStream,
         mut requests: mpsc::UnboundedReceiver<Control>,
+        op_timeout: Duration,
     ) {
-        loop {
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        keepalive.reset();
+        let why = loop {
             tokio::select! {
                 message = stream.next() => match message {
                     Some(message) => {
@@ -322,29 +374,54 @@ impl Subscriber {
                             hub.notify(key);
                         }
                     }
-                    None => break,
+                    None => break "the connection closed",
                 },
                 request = requests.recv() => match request {
                     Some(Control::Subscribe(key, done)) => {
-                        let result = sink.subscribe(release_channel(&key)).await;
+                        let subscribe = sink.subscribe(release_channel(&key));
+                        let result = match tokio::time::timeout(op_timeout, subscribe).await {
+                            Ok(result) => result.map_err(BackendError::from),
+                            Err(_) => Err(timed_out("SUBSCRIBE")),
+                        };
                         let failed = result.is_err();
-                        let _ = done.send(result.map_err(BackendError::from));
+                        let _ = done.send(result);
                         if failed {
-                            break;
+                            break "a SUBSCRIBE failed or timed out";
                         }
+                        keepalive.reset();
                     }
                     Some(Control::Unsubscribe(key)) => {
-                        if !hub.is_watched(&key) && sink.unsubscribe(release_channel(&key)).await.is_err() {
-                            break;
+                        if !hub.is_watched(&key) {
+                            let unsubscribe = sink.unsubscribe(release_channel(&key));
+                            if !matches!(tokio::time::timeout(op_timeout, unsubscribe).await, Ok(Ok(()))) {
+                                break "an UNSUBSCRIBE failed or timed out";
+                            }
                         }
                     }
-                    None => break,
+                    None => break "the client was dropped",
                 },
+                _ = keepalive.tick() => {
+                    let ping = sink.ping::<Value>();
+                    if !matches!(tokio::time::timeout(op_timeout, ping).await, Ok(Ok(_))) {
+                        break "a keep-alive PING failed or timed out";
+                    }
+                }
             }
-        }
-        // The connection is gone: wake everyone so they fall back to polling; the next
-        // waiter opens a new connection.
-        tracing::debug!("release subscriber connection closed");
-        hub.notify_all();
+        };
+        // Every waiter falls back to polling and subscribes again; the next subscription
+        // opens a new connection.
+        tracing::debug!(reason = why, "release subscriber closed");
+        hub.close();
     }
+}
+
+/// How often an otherwise quiet subscriber connection is checked with a PING.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+fn timed_out(what: &str) -> BackendError {
+    BackendError::Redis(redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "timed out",
+        what.to_owned(),
+    )))
 }

@@ -7,6 +7,7 @@
 //! waiting. No wake-up is lost between "busy" and "sleep".
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -19,6 +20,18 @@ type OnIdle = Box<dyn Fn(&str) + Send + Sync>;
 pub(crate) struct ReleaseHub {
     slots: Mutex<HashMap<String, Slot>>,
     on_idle: Option<OnIdle>,
+    /// Set when the notification source is gone for good: every watch is then stale.
+    closed: AtomicBool,
+}
+
+/// What woke a [`ReleaseWatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// A release of the key was announced.
+    Released,
+    /// The notification source died: no more news will come through this watch, so watch
+    /// again (on a new connection).
+    Stale,
 }
 
 impl std::fmt::Debug for ReleaseHub {
@@ -39,6 +52,7 @@ impl ReleaseHub {
         ReleaseHub {
             slots: Mutex::default(),
             on_idle: Some(on_idle),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -75,12 +89,17 @@ impl ReleaseHub {
         }
     }
 
-    /// Wakes every watcher: after the notification source failed, so they retry (and fall
-    /// back to polling) instead of waiting for news that will not come.
-    pub(crate) fn notify_all(&self) {
+    /// Marks every watch stale and wakes it: the notification source failed, so its
+    /// waiters retry and watch again instead of waiting for news that will not come.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         for slot in self.slots().values() {
             slot.generation.send_modify(|g| *g += 1);
         }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     fn unwatch(&self, key: &str) {
@@ -111,10 +130,17 @@ pub(crate) struct ReleaseWatch {
 
 impl ReleaseWatch {
     /// Resolves once a release of the key has been seen since the watch began or since the
-    /// last call returned.
-    pub(crate) async fn released(&mut self) {
+    /// last call returned, or at once if the watch is stale.
+    pub(crate) async fn released(&mut self) -> Wake {
+        if self.hub.is_closed() {
+            return Wake::Stale;
+        }
         if self.rx.changed().await.is_err() {
             std::future::pending::<()>().await;
+        }
+        match self.hub.is_closed() {
+            true => Wake::Stale,
+            false => Wake::Released,
         }
     }
 }
@@ -136,9 +162,24 @@ mod tests {
         let hub = Arc::new(ReleaseHub::default());
         let mut w = hub.watch("k");
         hub.notify("k"); // between the acquire attempt and the wait
-        tokio::time::timeout(Duration::from_secs(1), w.released())
+        let wake = tokio::time::timeout(Duration::from_secs(1), w.released())
             .await
             .expect("woken");
+        assert_eq!(wake, Wake::Released);
+    }
+
+    #[tokio::test]
+    async fn a_closed_hub_makes_every_watch_stale_at_once() {
+        let hub = Arc::new(ReleaseHub::default());
+        let mut before = hub.watch("k");
+        hub.close();
+        let mut after = hub.watch("k");
+        for w in [&mut before, &mut after] {
+            let wake = tokio::time::timeout(Duration::from_secs(1), w.released())
+                .await
+                .expect("a stale watch resolves at once");
+            assert_eq!(wake, Wake::Stale);
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,362 @@
+//! Regression tests for the runtime's central promise, each named after the behaviour it
+//! protects: the protected work stops before anyone else can hold the lock, and nothing stays
+//! locked after the holder is gone. All against a real `redis-server` from the harness.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use lock_runtime::{Backoff, LockClient, LockError, LostReason};
+use lock_tests::RedisServer;
+use tokio::time::Instant;
+
+fn server() -> RedisServer {
+    RedisServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn connect(server: &RedisServer) -> LockClient {
+    LockClient::connect(&server.url()).await.expect("connect")
+}
+
+fn pttl(server: &RedisServer, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query(&mut server.connection().unwrap())
+        .unwrap()
+}
+
+/// Tries `SET key x NX PX 60000` from outside the library every 5 ms until `until`; returns
+/// when it first succeeded, if it did.
+async fn competitor(url: String, key: &'static str, until: Instant) -> Option<Instant> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    while Instant::now() < until {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg("competitor")
+            .arg("NX")
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if set.is_some() {
+            return Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// Runs a 900 ms body under a 300 ms lock while a competitor probes the key; the lock must be
+/// renewed throughout, so the competitor never gets in and `run` returns `Ok`.
+async fn assert_renewed_through_a_long_body(
+    server: &RedisServer,
+    client: &LockClient,
+    key: &'static str,
+) {
+    let full: &'static str = match client.namespace() {
+        Some(ns) => format!("{ns}:{key}").leak(),
+        None => key,
+    };
+    let body = Duration::from_millis(900);
+    let probe = tokio::spawn(competitor(server.url(), full, Instant::now() + body));
+    let out = client
+        .lock(key)
+        .ttl(Duration::from_millis(300))
+        .run(tokio::time::sleep(body))
+        .await;
+    let stolen = probe.await.unwrap();
+    assert!(
+        stolen.is_none(),
+        "a competitor took `{key}` while the body ran"
+    );
+    assert!(out.is_ok(), "{out:?}");
+}
+
+// Defect 1: the scheduler parked forever once its only lease expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_continue_after_an_earlier_lease_expired() {
+    let server = server();
+    let client = connect(&server).await;
+    let once = client
+        .lock("first")
+        .ttl(Duration::from_millis(150))
+        .watchdog(false)
+        .acquire()
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(2), once.lost())
+        .await
+        .expect("the unrenewed lease ends");
+    assert_eq!(reason, LostReason::Expired);
+    drop(once);
+    // The same client, a clone and a namespace all share the scheduler.
+    assert_renewed_through_a_long_body(&server, &client, "second").await;
+    assert_renewed_through_a_long_body(&server, &client.clone(), "third").await;
+    assert_renewed_through_a_long_body(&server, &client.with_namespace("ns"), "fourth").await;
+}
+
+// Defect 2: the scheduler lived on whichever runtime registered first.
+#[test]
+fn renewals_continue_when_the_first_runtime_is_no_longer_driven() {
+    let server = server();
+    // The connection's own runtime stays alive and driven throughout, as the contract asks.
+    let conn_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = conn_rt.block_on(connect(&server));
+
+    // A current-thread runtime takes the first lock, then is left alive but idle.
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // It keeps a lease registered, so whatever it started stays parked there.
+    let parked = idle.block_on(async {
+        let g = client.lock("warm-up").acquire().await.unwrap();
+        g.release().await.unwrap();
+        client
+            .lock("parked")
+            .ttl(Duration::from_secs(30))
+            .acquire()
+            .await
+            .unwrap()
+    });
+
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    other.block_on(assert_renewed_through_a_long_body(
+        &server,
+        &client,
+        "elsewhere",
+    ));
+    drop(parked);
+    drop(idle);
+    // And after the first runtime is gone altogether.
+    other.block_on(assert_renewed_through_a_long_body(
+        &server,
+        &client,
+        "after-drop",
+    ));
+}
+
+// Defect 3: an acquire cancelled while its SET was in flight left the key locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_acquire_leaves_nothing_locked() {
+    let server = server();
+    let client = connect(&server).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(400)
+        .arg("WRITE")
+        .query(&mut server.connection().unwrap())
+        .unwrap();
+    let attempt = tokio::time::timeout(
+        Duration::from_millis(50),
+        client
+            .lock("cancelled")
+            .ttl(Duration::from_secs(30))
+            .acquire(),
+    )
+    .await;
+    assert!(attempt.is_err(), "the acquire should still be paused");
+    // After the pause the SET lands, and the undo right behind it must remove it.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let freed = common::eventually(Duration::from_millis(500), || async {
+        pttl(&server, "cancelled") == -2
+    })
+    .await;
+    assert!(
+        freed.is_some(),
+        "the cancelled acquire left `cancelled` locked, PTTL {}",
+        pttl(&server, "cancelled")
+    );
+}
+
+// Defect 5: `extend` on a guard already declared lost returned Ok.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extend_on_a_lost_guard_fails_without_sending() {
+    let server = server();
+    let client = connect(&server).await;
+    let guard = client
+        .lock("lost")
+        .ttl(Duration::from_millis(300))
+        .acquire()
+        .await
+        .unwrap();
+    let mut raw = server.connection().unwrap();
+    let _: () = redis::cmd("DEL").arg("lost").query(&mut raw).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("loss noticed");
+    // The key holds our token again (as it may in the window between the local loss and the
+    // server's expiry): an extend must still refuse, and send nothing.
+    let _: () = redis::cmd("SET")
+        .arg("lost")
+        .arg(guard.token())
+        .arg("PX")
+        .arg(10_000)
+        .query(&mut raw)
+        .unwrap();
+    let out = guard.extend(Duration::from_secs(60)).await;
+    assert!(matches!(out, Err(LockError::NotHeld { .. })), "{out:?}");
+    let left = pttl(&server, "lost");
+    assert!(left <= 10_000, "extend reached the server: PTTL {left}");
+    assert!(guard.is_lost());
+}
+
+// Defect 6: two sub-futures of one locked body both re-entered and interleaved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_entered_sections_of_one_body_never_run_at_once() {
+    let server = server();
+    let client = connect(&server).await;
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlapped = Arc::new(AtomicBool::new(false));
+    let section = || {
+        let (client, inside, overlapped) = (client.clone(), inside.clone(), overlapped.clone());
+        async move {
+            client
+                .lock("shared")
+                .wait(Duration::from_secs(5))
+                .run(async {
+                    if inside.fetch_add(1, Ordering::SeqCst) > 0 {
+                        overlapped.store(true, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
+        }
+    };
+    let (a, b) = client
+        .lock("shared")
+        .run(async { tokio::join!(section(), section()) })
+        .await
+        .unwrap();
+    a.unwrap();
+    b.unwrap();
+    assert!(
+        !overlapped.load(Ordering::SeqCst),
+        "re-entered sections overlapped"
+    );
+
+    // Without a wait, the second section is refused as busy, as another task would be.
+    let (a, b) = client
+        .lock("shared")
+        .run(async {
+            tokio::join!(
+                client
+                    .lock("shared")
+                    .run(tokio::time::sleep(Duration::from_millis(50))),
+                async {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    client.lock("shared").run(async {}).await
+                }
+            )
+        })
+        .await
+        .unwrap();
+    a.unwrap();
+    assert!(matches!(b, Err(LockError::Busy { .. })), "{b:?}");
+}
+
+// Defect 6: a nested request asking for fencing under an unfenced lock ran without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_request_gets_the_fencing_it_asks_for_or_an_error() {
+    let server = server();
+    let client = connect(&server).await;
+    let nested = client
+        .lock("fenced")
+        .run(async {
+            client
+                .lock("fenced")
+                .fencing(true)
+                .run(async { lock_runtime::current().and_then(|l| l.fencing_token()) })
+                .await
+        })
+        .await
+        .unwrap();
+    match nested {
+        Ok(token) => assert!(
+            token.is_some(),
+            "nested fencing request ran without a token"
+        ),
+        Err(e) => assert!(e.to_string().contains("fencing"), "{e}"),
+    }
+}
+
+// Defect 7: a renewal built before an extend but sent after it undid the extend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extend_is_not_undone_by_a_renewal_in_flight() {
+    let server = server();
+    let client = connect(&server).await;
+    for round in 0..40 {
+        let guard = client
+            .lock("extended")
+            .ttl(Duration::from_millis(120))
+            .acquire()
+            .await
+            .unwrap();
+        // Land the extend at varying points of the renewal cycle (every 40 ms).
+        tokio::time::sleep(Duration::from_millis(37 + round % 7)).await;
+        guard.extend(Duration::from_secs(20)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let left = pttl(&server, "extended");
+        assert!(
+            left > 15_000,
+            "round {round}: PTTL {left} ms after extend(20 s)"
+        );
+        assert!(
+            guard.deadline() > Instant::now() + Duration::from_secs(15),
+            "round {round}"
+        );
+        guard.release().await.unwrap();
+    }
+}
+
+// API: a waiter retries transient errors within its wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_rides_out_a_server_stall_within_its_wait() {
+    let mut server = server();
+    let client = LockClient::builder(server.url())
+        .connect_timeout(Duration::from_millis(200))
+        .response_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    let holder = client
+        .lock("stall")
+        .ttl(Duration::from_millis(500))
+        .watchdog(false)
+        .acquire()
+        .await
+        .unwrap();
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .lock("stall")
+                .wait(Duration::from_secs(5))
+                .backoff(Backoff::constant(Duration::from_millis(20)))
+                .acquire()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.pause().unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    server.resume().unwrap();
+    let got = waiter.await.unwrap();
+    assert!(
+        got.is_ok(),
+        "the waiter gave up on a transient error: {got:?}"
+    );
+    drop(holder);
+}
