@@ -291,6 +291,10 @@ fn check_order_service(backend: Backend) {
         run.has_line("OK: no order was settled twice"),
         "missing the OK line",
     );
+    run.check(
+        run.has_line("replicas closed:       every lock released (LockClient::close)"),
+        "the replicas shut down through close()",
+    );
 }
 
 #[test]
@@ -333,6 +337,8 @@ fn order_service_without_the_lock_is_caught_settling_twice() {
 struct ServiceProcess {
     child: Child,
     addr: String,
+    /// Its stdout, line by line, read by a thread so that it never blocks on a full pipe.
+    lines: mpsc::Receiver<String>,
 }
 
 impl ServiceProcess {
@@ -346,12 +352,13 @@ impl ServiceProcess {
             .spawn()
             .unwrap();
         // From here on, Drop kills and reaps it, whatever happens.
+        let (tx, rx) = mpsc::channel();
         let mut process = ServiceProcess {
             child,
             addr: String::new(),
+            lines: rx,
         };
         let stdout = BufReader::new(process.child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
                 let _ = tx.send(line);
@@ -361,14 +368,12 @@ impl ServiceProcess {
         let mut seen = String::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            match process.lines.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(addr) = line
                         .strip_prefix(&format!("{name} listening on http://"))
                         .map(str::to_owned)
                     {
-                        // Keep draining its output so that it never blocks on a full pipe.
-                        thread::spawn(move || while rx.recv().is_ok() {});
                         process.addr = addr;
                         return process;
                     }
@@ -462,6 +467,43 @@ fn order_service_processes_started_separately_share_the_lock() {
         assert_eq!(status, 200, "{body}");
         assert!(body.contains(r#""settlements":1"#), "{body}");
     }
+}
+
+#[test]
+fn order_service_releases_its_locks_on_sigterm() {
+    if !have_redis() {
+        return;
+    }
+    let server = RedisServer::start().unwrap();
+    let mut service = ServiceProcess::start(&server, "proc-term");
+    let (status, body) = http(&service.addr, "POST", "/orders/1/settle");
+    assert_eq!(status, 201, "{body}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.starts_with("stopped")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match service.lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no shutdown report after SIGTERM; it printed {seen:?}"),
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l == "stopped; locks released"),
+        "graceful shutdown should close the lock client: {seen:?}"
+    );
+    let exit = service.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut raw = server.connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("lock-examples:order_service:order:*")
+        .query(&mut raw)
+        .unwrap();
+    assert!(keys.is_empty(), "locks left after shutdown: {keys:?}");
 }
 
 // ---- scheduled_job ----

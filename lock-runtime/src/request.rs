@@ -293,12 +293,19 @@ impl LockRequest {
                 return Err(LockError::Busy { key, holder_ttl });
             }
             attempt = attempt.saturating_add(1);
+            // Set when a subscription failed for a reason that may pass: try again soon.
+            let mut resubscribe_soon = false;
             if !watching {
                 watching = true;
                 // Subscribe, then try again at once: a release between the attempt above
                 // and the subscription is caught by that retry, one after it by the watch.
-                match tokio::time::timeout(remaining.min(op_timeout), backend.watch_releases(&key))
-                    .await
+                // The backend bounds the subscription itself; this outer bound only keeps
+                // the wait's own limit.
+                match tokio::time::timeout(
+                    remaining.min(2 * op_timeout),
+                    backend.watch_releases(&key),
+                )
+                .await
                 {
                     Ok(Ok(watch)) => {
                         releases = Some(watch);
@@ -307,15 +314,25 @@ impl LockRequest {
                     Ok(Err(e)) => {
                         let e = e.into_lock_error(&key, "subscribe");
                         tracing::debug!(key, error = %e, "no release notifications; polling");
+                        resubscribe_soon = e.is_transient();
                     }
-                    Err(_) => tracing::debug!(key, "release subscription timed out; polling"),
+                    Err(_) => {
+                        tracing::debug!(key, "release subscription timed out; polling");
+                        resubscribe_soon = true;
+                    }
                 }
+                // A subscriber connection that hung is torn down and replaced; subscribe
+                // again after one short pause rather than poll for the whole wait.
+                watching = !resubscribe_soon;
             }
             // Polling stays as the fallback: a holder using another library, or a lock that
             // expires, announces nothing. Never sleep past the holder's expiry.
             let mut delay = self.backoff.delay(attempt - 1).min(remaining);
             if let Some(holder_ttl) = holder_ttl {
                 delay = delay.min(holder_ttl);
+            }
+            if resubscribe_soon {
+                delay = delay.min(op_timeout);
             }
             match releases.as_mut() {
                 Some(watch) => {

@@ -360,3 +360,175 @@ async fn a_waiter_rides_out_a_server_stall_within_its_wait() {
     );
     drop(holder);
 }
+
+// Defect 4: a guard dropped as its runtime shut down was never released.
+#[test]
+fn close_releases_a_lock_whose_background_release_never_ran() {
+    let server = server();
+    let main_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = main_rt.block_on(connect(&server));
+    // A short-lived runtime drops a guard at its very end: the background release is
+    // spawned, and dropped unpolled with the runtime.
+    let ending = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    ending.block_on(async {
+        let guard = client.lock("shutdown").acquire().await.unwrap();
+        drop(guard);
+    });
+    drop(ending);
+    assert!(
+        pttl(&server, "shutdown") > 20_000,
+        "the release ran after all"
+    );
+    main_rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), client.close())
+            .await
+            .expect("close is bounded")
+            .unwrap();
+    });
+    assert_eq!(
+        pttl(&server, "shutdown"),
+        -2,
+        "close left `shutdown` locked"
+    );
+}
+
+/// A TCP proxy on a free loopback port that forwards to `target`, numbering connections in
+/// the order they are accepted; each can be blackholed (held open, its bytes held back).
+struct Proxy {
+    port: u16,
+    blackholed: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>>,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let blackholed: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let conns = Arc::clone(&blackholed);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let hole = Arc::new(AtomicBool::new(false));
+                conns.lock().unwrap().push(Arc::clone(&hole));
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(pipe(ri, wo, Arc::clone(&hole)));
+                tokio::spawn(pipe(ro, wi, hole));
+            }
+        });
+        Proxy { port, blackholed }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn connections(&self) -> usize {
+        self.blackholed.lock().unwrap().len()
+    }
+
+    fn blackhole(&self, connection: usize) {
+        self.blackholed.lock().unwrap()[connection].store(true, Ordering::SeqCst);
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    hole: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        // Blackholed: the connection stays open and nothing more gets through, ever (the
+        // test's runtime ends it).
+        while hole.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+// Defect 9: a hung pub/sub connection was never replaced, and its waiters never woken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_subscriber_connection_is_replaced_and_waiters_still_wake() {
+    let server = server();
+    let proxy = Proxy::start(server.addr()).await;
+    let client = LockClient::builder(proxy.url())
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(proxy.connections(), 1, "the client's command connection");
+    let holder = connect(&server).await;
+    let first = holder
+        .lock("k1")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let second = holder
+        .lock("k2")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    // Only a notification can wake these waiters in time: polling steps are 30 s, and the
+    // holders' TTLs are 30 s.
+    let wait = |key: &'static str| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .lock(key)
+                .wait(Duration::from_secs(20))
+                .backoff(Backoff::constant(Duration::from_secs(30)))
+                .acquire()
+                .await
+        })
+    };
+    let w1 = wait("k1");
+    common::eventually(Duration::from_secs(2), || async {
+        proxy.connections() == 2
+    })
+    .await
+    .expect("the waiter opened the subscriber connection");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.blackhole(1);
+    // A second waiter's SUBSCRIBE now hangs on the half-open connection: it must time out,
+    // tear the connection down, and send every waiter to a new one.
+    let w2 = wait("k2");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        proxy.connections() >= 3,
+        "no new subscriber connection was opened"
+    );
+    let released_at = Instant::now();
+    first.release().await.unwrap();
+    second.release().await.unwrap();
+    for (name, waiter) in [("k1", w1), ("k2", w2)] {
+        let got = tokio::time::timeout(Duration::from_secs(2), waiter)
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the waiter was not woken"))
+            .unwrap();
+        assert!(got.is_ok(), "{name}: {got:?}");
+        assert!(released_at.elapsed() < Duration::from_secs(2), "{name}");
+    }
+}

@@ -34,6 +34,13 @@ on_both_backends!(
     empty_key_and_zero_ttl_are_rejected_and_lock_nothing,
     reentry_on_the_same_key_runs_inside_the_outer_lock,
     current_reports_the_innermost_lock,
+    lost_token_is_cancelled_on_loss_and_on_release,
+    remaining_ttl_reports_the_servers_ttl_while_held,
+    run_or_skip_skips_a_busy_lock_without_running_the_work,
+    min_hold_keeps_the_key_after_a_quick_body,
+    max_hold_cancels_the_work_and_frees_the_key,
+    inconsistent_hold_bounds_are_refused_and_lock_nothing,
+    close_releases_every_held_lock_and_refuses_new_ones,
 );
 
 async fn acquire_busy_release_reacquire(fx: Fixture) {
@@ -541,4 +548,222 @@ async fn current_reports_the_innermost_lock(fx: Fixture) {
     assert_eq!(inner_key, "inner");
     assert_eq!(inner_fence, Some(1));
     assert_eq!(after_inner, "ns:outer");
+}
+
+async fn lost_token_is_cancelled_on_loss_and_on_release(fx: Fixture) {
+    let client = fx.client().await;
+    let guard = client
+        .lock("signal")
+        .ttl(Duration::from_millis(200))
+        .watchdog(false)
+        .acquire()
+        .await
+        .unwrap();
+    let token = guard.lost_token();
+    let watcher = tokio::spawn({
+        let token = token.clone();
+        async move { token.cancelled().await }
+    });
+    tokio::time::timeout(Duration::from_secs(2), watcher)
+        .await
+        .expect("cancelled when the lease ran out")
+        .unwrap();
+    assert!(guard.is_lost());
+    drop(guard);
+
+    // The server frees the key two drift allowances after the local loss.
+    let guard = client
+        .lock("signal")
+        .wait(Duration::from_secs(1))
+        .acquire()
+        .await
+        .unwrap();
+    let token = guard.lost_token();
+    assert!(!token.is_cancelled());
+    guard.release().await.unwrap();
+    assert!(
+        token.is_cancelled(),
+        "a released lock's token is cancelled too"
+    );
+}
+
+async fn remaining_ttl_reports_the_servers_ttl_while_held(fx: Fixture) {
+    let client = fx.client().await;
+    let guard = client
+        .lock("ttl")
+        .ttl(Duration::from_secs(10))
+        .acquire()
+        .await
+        .unwrap();
+    let left = guard.remaining_ttl().await.unwrap();
+    assert!(
+        left > Duration::from_secs(9) && left <= Duration::from_secs(10),
+        "{left:?}"
+    );
+    guard.extend(Duration::from_secs(60)).await.unwrap();
+    let left = guard.remaining_ttl().await.unwrap();
+    assert!(left > Duration::from_secs(59), "{left:?}");
+    let other = fx.client().await;
+    let taken = other.lock("ttl").acquire().await;
+    assert!(matches!(taken, Err(LockError::Busy { .. })), "{taken:?}");
+    drop(guard);
+    fx.assert_freed_promptly("ttl", "drop").await;
+}
+
+async fn run_or_skip_skips_a_busy_lock_without_running_the_work(fx: Fixture) {
+    let client = fx.client().await;
+    let holder = fx.client().await.lock("job").acquire().await.unwrap();
+    let started = Instant::now();
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let out = client
+        .lock("job")
+        .run_or_skip(async { ran.store(true, std::sync::atomic::Ordering::SeqCst) })
+        .await
+        .unwrap();
+    assert_eq!(out, None);
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(started.elapsed() < Duration::from_millis(500));
+    holder.release().await.unwrap();
+    let out = client.lock("job").run_or_skip(async { 7 }).await.unwrap();
+    assert_eq!(out, Some(7));
+}
+
+async fn min_hold_keeps_the_key_after_a_quick_body(fx: Fixture) {
+    let client = fx.client().await;
+    let min_hold = Duration::from_millis(800);
+    let started = Instant::now();
+    client
+        .lock("nightly")
+        .min_hold(min_hold)
+        .run(async {})
+        .await
+        .unwrap();
+    // Still held, by nobody: another replica sees it busy until acquisition + min_hold.
+    let other = fx.client().await;
+    match other.lock("nightly").acquire().await {
+        Err(LockError::Busy { holder_ttl, .. }) => {
+            let left = holder_ttl.expect("kept with a TTL");
+            let expected = min_hold.saturating_sub(started.elapsed());
+            assert!(
+                left <= min_hold && left + Duration::from_millis(150) >= expected,
+                "left {left:?}, expected about {expected:?}"
+            );
+        }
+        other => panic!("expected Busy after a quick body with min_hold, got {other:?}"),
+    }
+    let freed = common::eventually(Duration::from_secs(2), || async {
+        !fx.is_locked("nightly").await
+    })
+    .await
+    .expect("the key frees itself");
+    assert!(
+        started.elapsed() >= min_hold - Duration::from_millis(20),
+        "{freed:?}"
+    );
+}
+
+async fn max_hold_cancels_the_work_and_frees_the_key(fx: Fixture) {
+    let client = fx.client().await;
+    let max_hold = Duration::from_millis(600);
+    let started = Instant::now();
+    let out = client
+        .lock("runaway")
+        .ttl(Duration::from_millis(300))
+        .max_hold(max_hold)
+        .run(std::future::pending::<()>())
+        .await;
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            out,
+            Err(LockError::Lost {
+                reason: lock_runtime::LostReason::MaxHold,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    assert!(took < max_hold, "cancelled after {took:?}, past max_hold");
+    assert!(took > max_hold / 2, "cancelled too early: {took:?}");
+    fx.assert_freed_promptly("runaway", "max_hold").await;
+}
+
+async fn inconsistent_hold_bounds_are_refused_and_lock_nothing(fx: Fixture) {
+    let client = fx.client().await;
+    let err = client
+        .lock("bounds")
+        .min_hold(Duration::from_secs(10))
+        .max_hold(Duration::from_secs(5))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LockError::InvalidOption {
+                option: "min_hold",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("max_hold"), "{err}");
+    let err = client
+        .lock("bounds")
+        .max_hold(Duration::from_millis(5))
+        .run(async {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LockError::InvalidOption {
+                option: "max_hold",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!fx.is_locked("bounds").await);
+}
+
+async fn close_releases_every_held_lock_and_refuses_new_ones(fx: Fixture) {
+    let client = fx.client().await;
+    let ns = client.with_namespace("svc");
+    // A guard alive, a guard on a namespace, and work running under a lock.
+    let guard = client.lock("a").acquire().await.unwrap();
+    let other = ns.lock("b").acquire().await.unwrap();
+    let running = tokio::spawn({
+        let client = client.clone();
+        async move { client.lock("c").run(std::future::pending::<()>()).await }
+    });
+    common::eventually(Duration::from_secs(2), || fx.is_locked("c"))
+        .await
+        .expect("the work started");
+    client.close().await.unwrap();
+    assert!(!guard.is_held().await.unwrap() && !other.is_held().await.unwrap());
+    if fx.is_redis() {
+        // (The in-memory store is shared by every handle of the fixture, so closed too.)
+        for key in ["a", "svc:b", "c"] {
+            assert!(!fx.is_locked(key).await, "`{key}` still locked after close");
+        }
+    }
+    let out = tokio::time::timeout(Duration::from_secs(1), running)
+        .await
+        .expect("the work was cancelled")
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            Err(LockError::Lost {
+                reason: lock_runtime::LostReason::Closed,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
+    assert!(guard.is_lost() && other.is_lost());
+    let err = ns.lock("d").acquire().await.unwrap_err();
+    assert!(matches!(err, LockError::Closed { .. }), "{err:?}");
+    assert!(err.to_string().contains("closed"), "{err}");
 }

@@ -362,11 +362,18 @@ async fn serve_one(
          curl -i http://{addr}/orders/7\nCtrl-C stops it.",
         replica.name
     );
+    let locks = replica.locks.clone();
     axum::serve(listener, router(Arc::new(replica)))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
-    println!("stopped");
+    // Graceful shutdown: give back every lock this replica still holds (requests cut off
+    // mid-settlement included) before the runtime ends, so the other replicas need not wait
+    // out the TTL. Bounded by the client's timeout.
+    match locks.close().await {
+        Ok(()) => println!("stopped; locks released"),
+        Err(e) => println!("stopped; a lock could not be released and will expire: {e}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -402,6 +409,7 @@ async fn drive(
     let namespace = format!("lock-examples:order_service:{}", run_id());
     let keys = Keys::new(&namespace);
     let mut urls = Vec::new();
+    let mut replica_locks = Vec::new();
     for name in ["replica-a", "replica-b"] {
         let replica = replica(server, name.to_owned(), &namespace, unlocked, false).await?;
         if urls.is_empty() {
@@ -412,6 +420,7 @@ async fn drive(
             .map_err(|e| e.to_string())?;
         let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
         println!("{name} listening on http://{addr}");
+        replica_locks.push(replica.locks.clone());
         let app = router(Arc::new(replica));
         tokio::spawn(async move { axum::serve(listener, app).await });
         urls.push(format!("http://{addr}"));
@@ -502,6 +511,15 @@ async fn drive(
     for other in tally.other.iter().take(5) {
         println!("unexpected:            {other}");
     }
+
+    // Shut the replicas' lock clients down as a service would on SIGTERM.
+    for locks in &replica_locks {
+        locks
+            .close()
+            .await
+            .map_err(|e| format!("close() could not release a lock: {e}"))?;
+    }
+    println!("replicas closed:       every lock released (LockClient::close)");
 
     // The check, on a connection of its own, from the shared state the replicas wrote.
     let checker = server.state().await.map_err(|e| e.to_string())?;
