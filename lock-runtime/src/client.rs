@@ -9,6 +9,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::LockError;
 use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
+use crate::backend::quorum::{DEFAULT_NODE_TIMEOUT, QuorumBackend};
 use crate::backend::redis::RedisBackend;
 use crate::keys::redact_url;
 use crate::request::LockRequest;
@@ -69,11 +70,38 @@ impl LockClient {
 
     /// A builder for a Redis client with non-default timeouts.
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
-        ClientBuilder {
-            url: url.into(),
-            connect_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(1),
-        }
+        ClientBuilder::new(Target::Single(url.into()))
+    }
+
+    /// A builder for a client over a quorum of independent Redis masters (Redlock): a lock
+    /// is held when a majority of them granted it, so it survives the loss of any minority.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let client = lock_runtime::LockClient::quorum([
+    ///     "redis://10.0.0.1:6379/", "redis://10.0.0.2:6379/", "redis://10.0.0.3:6379/",
+    ///     "redis://10.0.0.4:6379/", "redis://10.0.0.5:6379/",
+    /// ])
+    /// .connect()
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Every operation goes to all nodes at once, each bounded by the
+    /// [node timeout](ClientBuilder::node_timeout). With too few answers, requests fail with
+    /// [`LockError::NoQuorum`]. Renewal needs a majority too and never deletes the lock when
+    /// it fails; fencing tokens strictly increase across holders even when they reach
+    /// different majorities, at the cost of one more round trip when fencing is on.
+    ///
+    /// A node that restarts empty forgets its locks, which can let a second holder in: delay
+    /// its restart beyond the longest TTL, or run it with `appendfsync always`. As for any
+    /// lock, fencing is what makes an overlap harmless.
+    pub fn quorum<I, S>(urls: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ClientBuilder::new(Target::Quorum(urls.into_iter().map(Into::into).collect()))
     }
 
     /// A client over a fresh in-process store, with the same semantics as Redis: tokens,
@@ -163,7 +191,8 @@ impl LockClient {
     }
 }
 
-/// Builds a Redis [`LockClient`] with chosen timeouts.
+/// Builds a Redis [`LockClient`]: one server ([`LockClient::builder`]) or a quorum of
+/// independent masters ([`LockClient::quorum`]), with chosen timeouts.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), lock_runtime::LockError> {
@@ -178,22 +207,47 @@ impl LockClient {
 #[derive(Clone)]
 #[must_use = "a builder does nothing until `.connect().await`"]
 pub struct ClientBuilder {
-    url: String,
+    target: Target,
     connect_timeout: Duration,
     response_timeout: Duration,
+    node_timeout: Duration,
+}
+
+/// What a builder connects to.
+#[derive(Clone)]
+enum Target {
+    Single(String),
+    Quorum(Vec<String>),
 }
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("url", &redact_url(&self.url))
-            .field("connect_timeout", &self.connect_timeout)
+        let mut d = f.debug_struct("ClientBuilder");
+        match &self.target {
+            Target::Single(url) => d.field("url", &redact_url(url)),
+            Target::Quorum(urls) => d
+                .field(
+                    "quorum",
+                    &urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+                )
+                .field("node_timeout", &self.node_timeout),
+        };
+        d.field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .finish()
     }
 }
 
 impl ClientBuilder {
+    fn new(target: Target) -> Self {
+        ClientBuilder {
+            target,
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(1),
+            node_timeout: DEFAULT_NODE_TIMEOUT,
+        }
+    }
+
     /// How long one connection attempt may take (default 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -207,18 +261,89 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects now. Errors carry the URL with its password masked.
+    /// For a quorum: how long each node may take to answer one request before it counts as
+    /// not answering (default 50 ms, and never more than a tenth of the lock's TTL). Keep it
+    /// short against the TTL: the lease is only valid for `ttl - elapsed - drift`.
+    pub fn node_timeout(mut self, timeout: Duration) -> Self {
+        self.node_timeout = timeout;
+        self
+    }
+
+    /// Connects now. Errors carry URLs with their passwords masked.
+    ///
+    /// A quorum connects to every node at once; it starts if a majority is reachable, and
+    /// reaches the others when they come up.
     pub async fn connect(self) -> Result<LockClient, LockError> {
-        let redacted = redact_url(&self.url);
+        let check = |url: &str| {
+            if self.connect_timeout.is_zero()
+                || self.response_timeout.is_zero()
+                || self.node_timeout.is_zero()
+            {
+                return Err(LockError::InvalidUrl {
+                    url: redact_url(url),
+                    reason: "timeouts must be greater than zero".into(),
+                });
+            }
+            Ok(())
+        };
+        match &self.target {
+            Target::Single(url) => {
+                check(url)?;
+                let node = self.connect_node(url, false).await?;
+                Ok(LockClient::over(Arc::new(node)))
+            }
+            Target::Quorum(urls) => {
+                let listed = urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                check(&listed)?;
+                if urls.len() < 3 {
+                    return Err(LockError::InvalidUrl {
+                        url: listed,
+                        reason: format!(
+                            "a quorum needs at least 3 independent masters (5 is usual), got {}",
+                            urls.len()
+                        ),
+                    });
+                }
+                let connects = urls.iter().map(|url| self.connect_node(url, true));
+                let results = futures_util::future::join_all(connects).await;
+                let mut nodes = Vec::with_capacity(results.len());
+                for result in results {
+                    nodes.push(result?);
+                }
+                let backend = QuorumBackend::new(nodes, self.node_timeout);
+                let reachable = backend.reachable();
+                let needed = backend.quorum();
+                if reachable < needed {
+                    return Err(LockError::NoQuorum {
+                        key: listed,
+                        operation: "connect",
+                        answered: reachable,
+                        needed,
+                    });
+                }
+                tracing::debug!(
+                    nodes = urls.len(),
+                    reachable,
+                    "connected to a quorum of lock servers"
+                );
+                Ok(LockClient::over(Arc::new(backend)))
+            }
+        }
+    }
+
+    /// Connects to one server. With `lazy`, an unreachable server is not an error: the
+    /// node connects on first use (a quorum tolerates a minority down at start-up).
+    async fn connect_node(&self, url: &str, lazy: bool) -> Result<RedisBackend, LockError> {
+        let redacted = redact_url(url);
         let invalid = |reason: String| LockError::InvalidUrl {
             url: redacted.clone(),
             reason,
         };
-        if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
-            return Err(invalid("timeouts must be greater than zero".into()));
-        }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| invalid(scrub(&e.to_string(), &self.url)))?;
+        let client = redis::Client::open(url).map_err(|e| invalid(scrub(&e.to_string(), url)))?;
         let subscriber_client = client.clone();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
@@ -228,13 +353,26 @@ impl ClientBuilder {
             .set_number_of_retries(1)
             .set_max_delay(self.connect_timeout);
         let op_timeout = self.connect_timeout + self.response_timeout;
-        let conn = match tokio::time::timeout(
+        let eager = tokio::time::timeout(
             op_timeout,
-            ConnectionManager::new_with_config(client, config),
+            ConnectionManager::new_with_config(client.clone(), config.clone()),
         )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
+        .await;
+        let (conn, reachable) = match eager {
+            Ok(Ok(conn)) => (conn, true),
+            failed if lazy => {
+                tracing::warn!(url = %redacted, "lock server unreachable at start-up; will retry on use");
+                drop(failed);
+                let conn =
+                    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+                        LockError::Backend {
+                            key: redacted.clone(),
+                            operation: "connect",
+                            source: Arc::new(e),
+                        }
+                    })?;
+                (conn, false)
+            }
             Ok(Err(e)) => {
                 return Err(LockError::Backend {
                     key: redacted.clone(),
@@ -250,13 +388,14 @@ impl ClientBuilder {
                 });
             }
         };
-        tracing::debug!(url = %redacted, "connected to lock server");
-        Ok(LockClient::over(Arc::new(RedisBackend::new(
+        tracing::debug!(url = %redacted, reachable, "lock server connection set up");
+        Ok(RedisBackend::new(
             conn,
             subscriber_client,
             redacted,
             op_timeout,
-        ))))
+            reachable,
+        ))
     }
 }
 

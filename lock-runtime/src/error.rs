@@ -159,6 +159,23 @@ pub enum LockError {
         reason: String,
     },
 
+    /// A quorum backend (independent masters) could not get enough of its nodes to agree:
+    /// too few answered in time, or their answers were split.
+    #[error(
+        "no quorum for `{operation}` on lock `{key}`: {answered} node(s) answered, {needed} \
+         needed; check that a majority of the lock servers is reachable"
+    )]
+    NoQuorum {
+        /// The full key.
+        key: String,
+        /// What was being done: `acquire`, `renew`, `release`, ...
+        operation: &'static str,
+        /// How many nodes gave a usable answer in time.
+        answered: usize,
+        /// How many had to agree: a majority of the nodes.
+        needed: usize,
+    },
+
     /// The backend failed: connection refused, connection lost, or a server error.
     #[error(
         "lock server error during `{operation}` on `{key}`: {source}; check the server and the connection"
@@ -216,7 +233,7 @@ impl LockError {
     /// wait.
     pub fn is_transient(&self) -> bool {
         match self {
-            LockError::Timeout { .. } => true,
+            LockError::Timeout { .. } | LockError::NoQuorum { .. } => true,
             LockError::Backend { source, .. } => {
                 source.is_timeout()
                     || source.is_io_error()
@@ -242,6 +259,7 @@ impl LockError {
             | LockError::Closed { key }
             | LockError::InvalidOption { key, .. }
             | LockError::Reentry { key, .. }
+            | LockError::NoQuorum { key, .. }
             | LockError::Backend { key, .. } => Some(key),
             LockError::InvalidUrl { .. } => None,
         }
@@ -274,6 +292,11 @@ impl From<LockError> for std::io::Error {
 pub(crate) enum BackendError {
     Redis(redis::RedisError),
     WrongType(String),
+    /// A quorum backend heard a decisive answer from fewer nodes than it needs.
+    NoQuorum {
+        answered: usize,
+        needed: usize,
+    },
 }
 
 impl From<redis::RedisError> for BackendError {
@@ -297,6 +320,12 @@ impl BackendError {
             BackendError::WrongType(found) => LockError::WrongType {
                 key: key.to_owned(),
                 found,
+            },
+            BackendError::NoQuorum { answered, needed } => LockError::NoQuorum {
+                key: key.to_owned(),
+                operation,
+                answered,
+                needed,
             },
         }
     }

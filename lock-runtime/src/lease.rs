@@ -21,7 +21,8 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::LostReason;
-use crate::backend::{Backend, BackendResult, Renewal};
+use crate::backend::{Backend, BackendResult, Renewal, Renewed};
+use crate::error::BackendError;
 
 /// Clock drift and scheduling allowance for a lease of `ttl` (Redlock's factor: 1 % + 2 ms).
 pub(crate) fn drift(ttl: Duration) -> Duration {
@@ -254,8 +255,17 @@ impl Lease {
                     token: &self.token,
                     ttl: keep,
                 }];
-                let kept = self.backend.renew(&batch).await?;
-                Ok(kept.first() == Some(&true))
+                match self.backend.renew(&batch).await?.first() {
+                    Some(Renewed::Yes) => Ok(true),
+                    Some(Renewed::No) => Ok(false),
+                    Some(&Renewed::Unknown { answered, needed }) => {
+                        Err(BackendError::NoQuorum { answered, needed })
+                    }
+                    None => Err(BackendError::NoQuorum {
+                        answered: 0,
+                        needed: 1,
+                    }),
+                }
             }
             _ => self.backend.release(&self.key, &self.token).await,
         }

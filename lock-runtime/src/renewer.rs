@@ -30,7 +30,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::backend::{Backend, Renewal};
+use crate::backend::{Backend, Renewal, Renewed};
 use crate::lease::{Lease, retry_interval};
 use crate::{LockError, LostReason};
 
@@ -541,8 +541,20 @@ impl Scheduler {
                 continue; // released meanwhile
             };
             entry.in_flight = false;
+            let outcome = match &outcome {
+                Ok(renewed) => match renewed[i] {
+                    Renewed::Unknown { answered, needed } => Err(LockError::NoQuorum {
+                        key: p.lease.key.clone(),
+                        operation: "renew",
+                        answered,
+                        needed,
+                    }),
+                    other => Ok(other),
+                },
+                Err(e) => Err(e.clone()),
+            };
             match &outcome {
-                Ok(renewed) if renewed[i] => {
+                Ok(Renewed::Yes) => {
                     p.lease.renewed(sent_at, p.ttl);
                     entry.retry_at = None;
                     entry.answer_extends(p.extend_seq, || Ok(()));

@@ -247,6 +247,7 @@ impl LockRequest {
                 token: &token,
                 ttl,
                 fence_key: fence_key.as_deref(),
+                read_fence: false,
             };
             let outcome = bounded(&*backend, &key, "acquire", backend.acquire(args)).await;
             let holder_ttl = match outcome {

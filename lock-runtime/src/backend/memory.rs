@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::wakeup::{ReleaseHub, ReleaseWatch};
-use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal};
+use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed};
 
 #[derive(Debug, Default)]
 pub(crate) struct MemoryBackend {
@@ -71,7 +71,9 @@ impl Backend for MemoryBackend {
             );
             let fence = args.fence_key.map(|fk| {
                 let counter = state.fences.entry(fk.to_owned()).or_insert(0);
-                *counter += 1;
+                if !args.read_fence {
+                    *counter += 1;
+                }
                 *counter
             });
             Acquired::Yes { fence }
@@ -92,16 +94,16 @@ impl Backend for MemoryBackend {
         ready(released)
     }
 
-    fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<bool>>> {
+    fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<Renewed>>> {
         ready(self.with_state(|state, now| {
             batch
                 .iter()
                 .map(|r| match state.live(r.key, now) {
                     Some(e) if e.token == r.token => {
                         e.expires_at = now + r.ttl;
-                        true
+                        Renewed::Yes
                     }
-                    _ => false,
+                    _ => Renewed::No,
                 })
                 .collect()
         }))

@@ -13,6 +13,7 @@ use crate::LockError;
 use crate::error::BackendError;
 
 pub(crate) mod memory;
+pub(crate) mod quorum;
 pub(crate) mod redis;
 pub(crate) mod wakeup;
 
@@ -22,12 +23,16 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) type BackendResult<T> = Result<T, BackendError>;
 
 /// One acquire attempt.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct AcquireArgs<'a> {
     pub key: &'a str,
     pub token: &'a str,
     pub ttl: Duration,
     /// The side key whose counter is incremented on success, when fencing is on.
     pub fence_key: Option<&'a str>,
+    /// With `fence_key`: report the counter as it is instead of incrementing it (a quorum
+    /// backend raises it in a second round).
+    pub read_fence: bool,
 }
 
 /// What one acquire attempt found.
@@ -37,6 +42,29 @@ pub(crate) enum Acquired {
     Yes { fence: Option<u64> },
     /// Someone holds it; `holder_ttl` is their remaining TTL (`None`: the key has no expiry).
     Busy { holder_ttl: Option<Duration> },
+}
+
+/// What one renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewed {
+    /// The key held our token; its TTL is set.
+    Yes,
+    /// The key is gone or holds another token: the lock is lost.
+    No,
+    /// Not known: a quorum backend heard a decisive answer from too few nodes. Retry, as
+    /// after an error.
+    Unknown {
+        /// Nodes that answered at all.
+        answered: usize,
+        /// Nodes that had to agree.
+        needed: usize,
+    },
+}
+
+impl From<bool> for Renewed {
+    fn from(renewed: bool) -> Self {
+        if renewed { Renewed::Yes } else { Renewed::No }
+    }
 }
 
 /// One owner-checked renewal: set `key`'s TTL to `ttl` if it still holds `token`.
@@ -59,8 +87,8 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     fn release<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>>;
 
     /// Renew each lock that still holds its token. The answer has one entry per renewal, in
-    /// order: `true` if renewed, `false` if the key is gone or holds another token.
-    fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<bool>>>;
+    /// order.
+    fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<Renewed>>>;
 
     /// The remaining TTL of `key` if it holds `token` (`Duration::MAX` for no expiry);
     /// `None` if it does not.

@@ -13,7 +13,7 @@ use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::wakeup::{ReleaseHub, ReleaseWatch};
-use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal};
+use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed};
 use crate::error::BackendError;
 
 /// With fencing: `SET NX PX`, on success `INCR` the fencing counter in the same atomic step,
@@ -32,6 +32,34 @@ end
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t ~= 'string' then return {-1, t} end
 return {0, redis.call('PTTL', KEYS[1])}
+",
+    )
+});
+
+/// For a quorum: `SET NX PX`, and on success report the fencing counter as it is (0 if
+/// none) in the same atomic step. Replies as [`ACQUIRE_FENCED`].
+static ACQUIRE_READING_FENCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}
+end
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'string' then return {-1, t} end
+return {0, redis.call('PTTL', KEYS[1])}
+",
+    )
+});
+
+/// For a quorum: if KEYS[1] holds ARGV[1], raise the counter at KEYS[2] to ARGV[2] unless it
+/// is already higher; 1 if the lock was ours, else 0.
+static RAISE_FENCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if cur < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+return 1
 ",
     )
 });
@@ -95,6 +123,8 @@ pub(crate) struct RedisBackend {
     /// The URL with its password masked: the only form we ever print.
     redacted_url: String,
     op_timeout: Duration,
+    /// Whether the first connection attempt succeeded.
+    reachable_at_start: bool,
 }
 
 impl RedisBackend {
@@ -103,6 +133,7 @@ impl RedisBackend {
         client: redis::Client,
         redacted_url: String,
         op_timeout: Duration,
+        reachable_at_start: bool,
     ) -> Self {
         RedisBackend {
             conn,
@@ -110,7 +141,12 @@ impl RedisBackend {
             subscriber: AsyncMutex::new(None),
             redacted_url,
             op_timeout,
+            reachable_at_start,
         }
+    }
+
+    pub(crate) fn reachable_at_start(&self) -> bool {
+        self.reachable_at_start
     }
 }
 
@@ -153,6 +189,29 @@ fn protocol_error(what: &str) -> BackendError {
     )))
 }
 
+impl RedisBackend {
+    /// The quorum's fencing round on this node: see [`RAISE_FENCE`].
+    pub(crate) fn raise_fence<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+        fence_key: &'a str,
+        to: u64,
+    ) -> BoxFuture<'a, BackendResult<bool>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let ours: i64 = RAISE_FENCE
+                .key(key)
+                .key(fence_key)
+                .arg(token)
+                .arg(to)
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(ours == 1)
+        })
+    }
+}
+
 impl Backend for RedisBackend {
     fn acquire<'a>(&'a self, args: AcquireArgs<'a>) -> BoxFuture<'a, BackendResult<Acquired>> {
         Box::pin(async move {
@@ -186,7 +245,11 @@ impl Backend for RedisBackend {
                 }
                 return Ok(busy(pttl));
             };
-            let reply: Vec<Value> = ACQUIRE_FENCED
+            let script = match args.read_fence {
+                true => &*ACQUIRE_READING_FENCE,
+                false => &*ACQUIRE_FENCED,
+            };
+            let reply: Vec<Value> = script
                 .key(args.key)
                 .key(fence_key)
                 .arg(args.token)
@@ -221,7 +284,7 @@ impl Backend for RedisBackend {
         })
     }
 
-    fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<bool>>> {
+    fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<Renewed>>> {
         Box::pin(async move {
             if batch.is_empty() {
                 return Ok(Vec::new());
@@ -235,7 +298,7 @@ impl Backend for RedisBackend {
             if replies.len() != batch.len() {
                 return Err(protocol_error("renewal reply of the wrong length"));
             }
-            Ok(replies.into_iter().map(|r| r == 1).collect())
+            Ok(replies.into_iter().map(|r| Renewed::from(r == 1)).collect())
         })
     }
 

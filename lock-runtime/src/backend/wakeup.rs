@@ -71,9 +71,11 @@ impl ReleaseHub {
         let mut rx = slot.generation.subscribe();
         rx.mark_unchanged();
         ReleaseWatch {
-            rx,
-            hub: Arc::clone(self),
-            key: key.to_owned(),
+            parts: vec![Part {
+                rx,
+                hub: Arc::clone(self),
+                key: key.to_owned(),
+            }],
         }
     }
 
@@ -121,24 +123,44 @@ impl ReleaseHub {
     }
 }
 
-/// One waiter's interest in releases of one key.
+/// One waiter's interest in releases of one key, on one hub or several (a quorum of
+/// servers: a release announced by any of them wakes the waiter).
 pub(crate) struct ReleaseWatch {
+    parts: Vec<Part>,
+}
+
+struct Part {
     rx: watch::Receiver<u64>,
     hub: Arc<ReleaseHub>,
     key: String,
 }
 
 impl ReleaseWatch {
+    /// One watch over several: it wakes when any of them would.
+    pub(crate) fn merge(watches: impl IntoIterator<Item = ReleaseWatch>) -> ReleaseWatch {
+        ReleaseWatch {
+            parts: watches
+                .into_iter()
+                .flat_map(|mut w| std::mem::take(&mut w.parts))
+                .collect(),
+        }
+    }
+
+    fn is_stale(&self) -> bool {
+        self.parts.iter().any(|p| p.hub.is_closed())
+    }
+
     /// Resolves once a release of the key has been seen since the watch began or since the
-    /// last call returned, or at once if the watch is stale.
+    /// last call returned, or at once if the watch is stale (any of its sources died).
     pub(crate) async fn released(&mut self) -> Wake {
-        if self.hub.is_closed() {
+        if self.is_stale() {
             return Wake::Stale;
         }
-        if self.rx.changed().await.is_err() {
+        let changes = self.parts.iter_mut().map(|p| Box::pin(p.rx.changed()));
+        if futures_util::future::select_all(changes).await.0.is_err() {
             std::future::pending::<()>().await;
         }
-        match self.hub.is_closed() {
+        match self.is_stale() {
             true => Wake::Stale,
             false => Wake::Released,
         }
@@ -147,7 +169,9 @@ impl ReleaseWatch {
 
 impl Drop for ReleaseWatch {
     fn drop(&mut self) {
-        self.hub.unwatch(&self.key);
+        for part in &self.parts {
+            part.hub.unwatch(&part.key);
+        }
     }
 }
 
@@ -180,6 +204,21 @@ mod tests {
                 .expect("a stale watch resolves at once");
             assert_eq!(wake, Wake::Stale);
         }
+    }
+
+    #[tokio::test]
+    async fn a_merged_watch_wakes_on_any_of_its_sources() {
+        let hubs: Vec<_> = (0..3).map(|_| Arc::new(ReleaseHub::default())).collect();
+        let mut w = ReleaseWatch::merge(hubs.iter().map(|h| h.watch("k")));
+        hubs[2].notify("k");
+        let wake = tokio::time::timeout(Duration::from_secs(1), w.released())
+            .await
+            .expect("woken by the third source");
+        assert_eq!(wake, Wake::Released);
+        hubs[1].close();
+        assert_eq!(w.released().await, Wake::Stale);
+        drop(w);
+        assert!(hubs.iter().all(|h| !h.is_watched("k")));
     }
 
     #[tokio::test]

@@ -11,9 +11,12 @@ use tokio::time::Instant;
 /// How soon a released or dropped lock must be gone from the store.
 pub const PROMPT: Duration = Duration::from_millis(100);
 
-/// A lock store for one test: a private `redis-server`, or the in-memory backend.
+/// A lock store for one test: a private `redis-server`, a quorum of five, or the in-memory
+/// backend.
 pub struct Fixture {
     pub server: Option<RedisServer>,
+    /// The other nodes of a quorum (the first is `server`).
+    pub others: Vec<RedisServer>,
     memory: Option<LockClient>,
 }
 
@@ -22,6 +25,20 @@ impl Fixture {
         let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
         Fixture {
             server: Some(server),
+            others: Vec::new(),
+            memory: None,
+        }
+    }
+
+    /// Five independent `redis-server` processes behind one quorum client.
+    pub fn quorum() -> Fixture {
+        let mut servers: Vec<RedisServer> = (0..5)
+            .map(|_| RedisServer::start().unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let first = servers.remove(0);
+        Fixture {
+            server: Some(first),
+            others: servers,
             memory: None,
         }
     }
@@ -29,8 +46,14 @@ impl Fixture {
     pub fn memory() -> Fixture {
         Fixture {
             server: None,
+            others: Vec::new(),
             memory: Some(LockClient::in_memory()),
         }
+    }
+
+    /// Every Redis node of the fixture.
+    pub fn nodes(&self) -> impl Iterator<Item = &RedisServer> {
+        self.server.iter().chain(&self.others)
     }
 
     pub fn is_redis(&self) -> bool {
@@ -41,6 +64,12 @@ impl Fixture {
     /// (the memory store is per process, as a Redis server is per deployment).
     pub async fn client(&self) -> LockClient {
         match (&self.server, &self.memory) {
+            (Some(_), _) if !self.others.is_empty() => {
+                LockClient::quorum(self.nodes().map(RedisServer::url))
+                    .connect()
+                    .await
+                    .expect("connect to the test quorum")
+            }
             (Some(server), _) => LockClient::connect(&server.url())
                 .await
                 .expect("connect to the test server"),
@@ -49,7 +78,8 @@ impl Fixture {
         }
     }
 
-    /// A raw connection for poking at the data behind the library's back (Redis only).
+    /// A raw connection for poking at the data behind the library's back (Redis only; the
+    /// first node of a quorum).
     pub fn raw(&self) -> redis::Connection {
         self.server
             .as_ref()
@@ -62,11 +92,13 @@ impl Fixture {
     /// probes with a throwaway acquire, which leaves nothing behind.
     pub async fn is_locked(&self, key: &str) -> bool {
         if self.is_redis() {
-            let exists: bool = redis::cmd("EXISTS")
-                .arg(key)
-                .query(&mut self.raw())
-                .unwrap();
-            return exists;
+            // On a quorum: locked on any node (a release must clear them all).
+            return self.nodes().any(|node| {
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query::<bool>(&mut node.connection().unwrap())
+                    .unwrap()
+            });
         }
         match self.client().await.lock(key).acquire().await {
             Ok(probe) => {
@@ -147,7 +179,8 @@ where
     }
 }
 
-/// Declares each listed `async fn name(fx: Fixture)` as two tests, one per backend.
+/// Declares each listed `async fn name(fx: Fixture)` as three tests, one per backend: one
+/// server, in-memory, and a quorum of five servers.
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -164,6 +197,14 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::common::Fixture::memory()).await
+                }
+            )*
+        }
+        mod on_quorum {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Fixture::quorum()).await
                 }
             )*
         }

@@ -1,0 +1,317 @@
+//! A quorum of independent Redis masters (Redlock), behind the same [`Backend`] trait as one
+//! server: waiting, the watchdog, cancellation on loss, re-entry and the attribute work on
+//! it unchanged.
+//!
+//! - Every operation goes to all nodes at once, each bounded by a per-node timeout short
+//!   relative to the TTL; a majority (`n/2 + 1`) must agree.
+//! - **Acquire** counts only if a majority said yes *and* the lease is still valid
+//!   (`ttl - elapsed - drift > 0`). Otherwise the token is released on every node, and the
+//!   answer is `Busy` (a holder exists) or `NoQuorum` (too few nodes answered).
+//! - **Renewal** needs a majority too. A renewal that fails never deletes anything (rslock
+//!   deletes the lock when an extend fails); when no majority renews before the deadline,
+//!   the lock is lost and the body cancelled, as on one node.
+//! - **Fencing tokens** strictly increase across holders even when they reach different
+//!   majorities: the counter is a max-register over a quorum. The acquire reads each node's
+//!   counter atomically with its `SET NX`; then `max + 1` is written, owner-checked, with a
+//!   set-if-greater script to the nodes that granted the lock, and the guard exists only if
+//!   a majority took it while the lease was valid. Any later holder's majority shares a node
+//!   with that one, on which its `SET NX` (and so its read) came after our write: it reads at
+//!   least our value. That costs one more round trip, only with fencing on.
+//! - **Restarts:** a node that restarts empty forgets both locks and counters, as for every
+//!   Redlock. Delay its restart beyond the longest TTL, or run it with `appendfsync always`.
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::time::Instant;
+
+use super::redis::RedisBackend;
+use super::wakeup::ReleaseWatch;
+use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed};
+use crate::error::BackendError;
+use crate::lease::drift;
+
+/// The per-node timeout when none is configured: generous for one data centre, and short
+/// against the default 30 s TTL.
+pub(crate) const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(50);
+
+pub(crate) struct QuorumBackend {
+    nodes: Vec<RedisBackend>,
+    node_timeout: Duration,
+}
+
+impl fmt::Debug for QuorumBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Quorum")
+            .field("nodes", &self.nodes)
+            .field("quorum", &self.quorum())
+            .field("node_timeout", &self.node_timeout)
+            .finish()
+    }
+}
+
+/// One node's answer, or `None` if it failed or did not answer in time.
+type Answers<T> = Vec<Option<T>>;
+
+impl QuorumBackend {
+    pub(crate) fn new(nodes: Vec<RedisBackend>, node_timeout: Duration) -> Self {
+        QuorumBackend {
+            nodes,
+            node_timeout,
+        }
+    }
+
+    /// How many nodes answered the connect.
+    pub(crate) fn reachable(&self) -> usize {
+        self.nodes.iter().filter(|n| n.reachable_at_start()).count()
+    }
+
+    /// A majority of the nodes.
+    pub(crate) fn quorum(&self) -> usize {
+        self.nodes.len() / 2 + 1
+    }
+
+    /// The per-node timeout for a lock of `ttl`: the configured one, and never more than a
+    /// tenth of the TTL, so that slow nodes cannot use up the lease.
+    fn node_timeout(&self, ttl: Duration) -> Duration {
+        self.node_timeout
+            .min(ttl / 10)
+            .max(Duration::from_millis(1))
+    }
+
+    /// Runs `call` on every node at once, each bounded by `limit`.
+    async fn on_all<'a, T, F>(&'a self, limit: Duration, call: F) -> Answers<T>
+    where
+        F: Fn(&'a RedisBackend) -> BoxFuture<'a, BackendResult<T>>,
+    {
+        let calls = self.nodes.iter().map(|node| {
+            let call = call(node);
+            async move {
+                match tokio::time::timeout(limit, call).await {
+                    Ok(Ok(answer)) => Some(answer),
+                    Ok(Err(e)) => {
+                        tracing::debug!(node = ?node, error = ?e, "quorum node failed");
+                        None
+                    }
+                    Err(_) => None,
+                }
+            }
+        });
+        join_all(calls).await
+    }
+
+    /// Releases `token` at `key` on every node, best effort: after a failed acquire.
+    async fn undo(&self, key: &str, token: &str, limit: Duration) {
+        self.on_all(limit, |node| node.release(key, token)).await;
+    }
+
+    /// The fencing round: raise each granting node's counter to `max + 1`, owner-checked.
+    /// `Some(token)` if a majority took it.
+    async fn raise_fence(
+        &self,
+        key: &str,
+        token: &str,
+        fence_key: &str,
+        granted: &[Option<Acquired>],
+        limit: Duration,
+    ) -> Option<u64> {
+        let max = granted
+            .iter()
+            .filter_map(|a| match a {
+                Some(Acquired::Yes { fence }) => *fence,
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let next = max + 1;
+        let raised = self
+            .on_all(limit, |node| node.raise_fence(key, token, fence_key, next))
+            .await;
+        let took = raised
+            .iter()
+            .zip(granted)
+            .filter(|(r, g)| matches!(g, Some(Acquired::Yes { .. })) && **r == Some(true))
+            .count();
+        (took >= self.quorum()).then_some(next)
+    }
+}
+
+impl Backend for QuorumBackend {
+    fn acquire<'a>(&'a self, args: AcquireArgs<'a>) -> BoxFuture<'a, BackendResult<Acquired>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let limit = self.node_timeout(args.ttl);
+            let node_args = AcquireArgs {
+                read_fence: true,
+                ..args
+            };
+            let answers = self.on_all(limit, |node| node.acquire(node_args)).await;
+            let yes = answers
+                .iter()
+                .filter(|a| matches!(a, Some(Acquired::Yes { .. })))
+                .count();
+            let answered = answers.iter().filter(|a| a.is_some()).count();
+            let valid_until = started + args.ttl.saturating_sub(drift(args.ttl));
+            let quorum = self.quorum();
+            if yes >= quorum && Instant::now() < valid_until {
+                let fence = match args.fence_key {
+                    None => None,
+                    Some(fence_key) => {
+                        let raised = self
+                            .raise_fence(args.key, args.token, fence_key, &answers, limit)
+                            .await;
+                        match raised {
+                            Some(token) if Instant::now() < valid_until => Some(token),
+                            _ => {
+                                self.undo(args.key, args.token, limit).await;
+                                return Err(BackendError::NoQuorum {
+                                    answered: yes,
+                                    needed: quorum,
+                                });
+                            }
+                        }
+                    }
+                };
+                return Ok(Acquired::Yes { fence });
+            }
+            // Not ours: give back what we took anywhere, so that no minority stays locked.
+            if yes > 0 {
+                self.undo(args.key, args.token, limit).await;
+            }
+            let busy: Vec<Option<Duration>> = answers
+                .iter()
+                .filter_map(|a| match a {
+                    Some(Acquired::Busy { holder_ttl }) => Some(*holder_ttl),
+                    _ => None,
+                })
+                .collect();
+            if answered >= quorum && !busy.is_empty() {
+                // A holder exists. Wake no later than the soonest of its keys expires.
+                let holder_ttl = busy.iter().map(|t| t.unwrap_or(Duration::MAX)).min();
+                return Ok(Acquired::Busy {
+                    holder_ttl: holder_ttl.filter(|t| *t != Duration::MAX),
+                });
+            }
+            Err(BackendError::NoQuorum {
+                answered,
+                needed: quorum,
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
+        Box::pin(async move {
+            let answers = self
+                .on_all(self.node_timeout, |node| node.release(key, token))
+                .await;
+            let released = answers.iter().filter(|a| **a == Some(true)).count();
+            let not_held = answers.iter().filter(|a| **a == Some(false)).count();
+            let quorum = self.quorum();
+            if released >= quorum {
+                Ok(true)
+            } else if released + not_held >= quorum {
+                // Every node answered that could; a majority no longer had our token.
+                Ok(false)
+            } else {
+                Err(BackendError::NoQuorum {
+                    answered: released + not_held,
+                    needed: quorum,
+                })
+            }
+        })
+    }
+
+    fn renew<'a>(&'a self, batch: &'a [Renewal<'a>]) -> BoxFuture<'a, BackendResult<Vec<Renewed>>> {
+        Box::pin(async move {
+            let shortest = batch.iter().map(|r| r.ttl).min().unwrap_or_default();
+            let limit = self.node_timeout(shortest);
+            // One batched call per node, all nodes at once.
+            let answers = self.on_all(limit, |node| node.renew(batch)).await;
+            let quorum = self.quorum();
+            let n = self.nodes.len();
+            let outcome = (0..batch.len())
+                .map(|i| {
+                    let at = |want: Renewed| {
+                        answers
+                            .iter()
+                            .filter(|a| a.as_ref().is_some_and(|v| v.get(i) == Some(&want)))
+                            .count()
+                    };
+                    let (yes, no) = (at(Renewed::Yes), at(Renewed::No));
+                    if yes >= quorum {
+                        Renewed::Yes
+                    } else if no > n - quorum {
+                        // A majority can no longer be ours: the lock is lost.
+                        Renewed::No
+                    } else {
+                        // Too few answers to decide. Never delete anything: retry until the
+                        // lease deadline, as after a network error on one node.
+                        Renewed::Unknown {
+                            answered: yes + no,
+                            needed: quorum,
+                        }
+                    }
+                })
+                .collect();
+            Ok(outcome)
+        })
+    }
+
+    fn ttl_if_held<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, BackendResult<Option<Duration>>> {
+        Box::pin(async move {
+            let answers = self
+                .on_all(self.node_timeout, |node| node.ttl_if_held(key, token))
+                .await;
+            let quorum = self.quorum();
+            let answered = answers.iter().filter(|a| a.is_some()).count();
+            let mut held: Vec<Duration> = answers.into_iter().flatten().flatten().collect();
+            if held.len() >= quorum {
+                // The lock lasts while a majority keeps it: the quorum-th longest TTL.
+                held.sort_unstable_by(|a, b| b.cmp(a));
+                return Ok(Some(held[quorum - 1]));
+            }
+            if answered >= quorum {
+                return Ok(None);
+            }
+            Err(BackendError::NoQuorum {
+                answered,
+                needed: quorum,
+            })
+        })
+    }
+
+    fn is_held<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
+        Box::pin(async move { Ok(self.ttl_if_held(key, token).await?.is_some()) })
+    }
+
+    fn watch_releases<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<ReleaseWatch>> {
+        Box::pin(async move {
+            // Any node announcing a release wakes the waiter: its next attempt decides.
+            // A stopped node must not hold up the others' subscriptions.
+            let limit = self.op_timeout() / 2;
+            let watches = self
+                .on_all(limit, |node| node.watch_releases(key))
+                .await
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
+            if watches.is_empty() {
+                return Err(BackendError::NoQuorum {
+                    answered: 0,
+                    needed: 1,
+                });
+            }
+            Ok(ReleaseWatch::merge(watches))
+        })
+    }
+
+    fn op_timeout(&self) -> Duration {
+        // Nodes are asked at once; up to two more rounds (fencing, undo) may follow.
+        3 * self.node_timeout + Duration::from_millis(100)
+    }
+}
