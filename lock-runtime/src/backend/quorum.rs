@@ -101,9 +101,12 @@ impl QuorumBackend {
         join_all(calls).await
     }
 
-    /// Releases `token` at `key` on every node, best effort: after a failed acquire.
+    /// Releases `token` at `key` on every node, best effort and unannounced: after an
+    /// attempt that did not win. On a node that did not answer in time the `SET` may still
+    /// land; the undo goes down the same connection behind it, so it lands after.
     async fn undo(&self, key: &str, token: &str, limit: Duration) {
-        self.on_all(limit, |node| node.release(key, token)).await;
+        self.on_all(limit, |node| node.release_quietly(key, token))
+            .await;
     }
 
     /// The fencing round: raise each granting node's counter to `max + 1`, owner-checked.
@@ -175,8 +178,9 @@ impl Backend for QuorumBackend {
                 };
                 return Ok(Acquired::Yes { fence });
             }
-            // Not ours: give back what we took anywhere, so that no minority stays locked.
-            if yes > 0 {
+            // Not ours: give back what we took anywhere, so that no minority stays locked. A
+            // node that did not answer may have taken it too.
+            if yes > 0 || answered < self.nodes.len() {
                 self.undo(args.key, args.token, limit).await;
             }
             let busy: Vec<Option<Duration>> = answers

@@ -78,6 +78,18 @@ return 0
     )
 });
 
+/// Compare-and-delete without announcing it: for a quorum undoing an attempt that did not
+/// win. Such an undo frees nothing anyone was waiting for in earnest, and announcing it
+/// would wake every waiter at once into the next split vote.
+static RELEASE_QUIETLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
 /// The pub/sub channel on which releases of `key` are announced.
 pub(crate) fn release_channel(key: &str) -> String {
     format!("{RELEASE_PREFIX}{key}")
@@ -190,6 +202,23 @@ fn protocol_error(what: &str) -> BackendError {
 }
 
 impl RedisBackend {
+    /// Deletes `key` if it holds `token`, announcing nothing (see [`RELEASE_QUIETLY`]).
+    pub(crate) fn release_quietly<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, BackendResult<bool>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let deleted: i64 = RELEASE_QUIETLY
+                .key(key)
+                .arg(token)
+                .invoke_async(&mut conn)
+                .await?;
+            Ok(deleted == 1)
+        })
+    }
+
     /// The quorum's fencing round on this node: see [`RAISE_FENCE`].
     pub(crate) fn raise_fence<'a>(
         &'a self,

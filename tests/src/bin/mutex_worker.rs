@@ -1,9 +1,10 @@
 //! One process of the two-process mutual-exclusion test (`tests/redis_only.rs`).
 //!
-//! `mutex-worker <redis-url> <keys> <tasks> <per-task>`: runs `tasks` tasks that each do
-//! `per-task` critical sections. A section locks `lock:<k>` and then increments
-//! `counter:<k>` by a non-atomic GET, a yield and a SET, so two holders at once would lose
-//! an update.
+//! `mutex-worker <lock-url>[,<lock-url>...] <keys> <tasks> <per-task> [<data-url>]`: runs
+//! `tasks` tasks that each do `per-task` critical sections. A section locks `lock:<k>` and
+//! then increments `counter:<k>` by a non-atomic GET, a yield and a SET, so two holders at
+//! once would lose an update. Several lock URLs make a quorum client (`tests/quorum.rs`);
+//! the counters then live on `data-url`, a server outside the quorum.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,10 +14,18 @@ use lock_runtime::{Backoff, LockClient};
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, keys, tasks, per_task] = args.as_slice() else {
-        eprintln!("usage: mutex-worker <redis-url> <keys> <tasks> <per-task>");
-        return ExitCode::from(2);
+    let (lock_urls, keys, tasks, per_task, data_url) = match args.as_slice() {
+        [urls, keys, tasks, per_task] => (urls, keys, tasks, per_task, None),
+        [urls, keys, tasks, per_task, data] => (urls, keys, tasks, per_task, Some(data)),
+        _ => {
+            eprintln!(
+                "usage: mutex-worker <lock-url>[,<lock-url>...] <keys> <tasks> <per-task> [<data-url>]"
+            );
+            return ExitCode::from(2);
+        }
     };
+    let urls: Vec<&str> = lock_urls.split(',').collect();
+    let url = data_url.map_or(urls[0], String::as_str).to_owned();
     let (Ok(keys), Ok(tasks), Ok(per_task)) = (
         keys.parse::<usize>(),
         tasks.parse::<usize>(),
@@ -25,7 +34,16 @@ async fn main() -> ExitCode {
         eprintln!("keys, tasks and per-task must be numbers");
         return ExitCode::from(2);
     };
-    let locks = match LockClient::connect(url).await {
+    let connect = match urls.as_slice() {
+        [one] => LockClient::connect(one).await,
+        many => {
+            LockClient::quorum(many.iter().copied())
+                .node_timeout(Duration::from_millis(30))
+                .connect()
+                .await
+        }
+    };
+    let locks = match connect {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
