@@ -101,6 +101,52 @@ impl QuorumBackend {
         join_all(calls).await
     }
 
+    /// Like [`on_all`](Self::on_all), for requests whose outcome matters more than their
+    /// speed (release, reads): answers are awaited up to `self.node_timeout`, and past it
+    /// only while `decided` says the answers so far settle nothing, up to the backend's
+    /// operation timeout. A loaded node that is a little late then still counts, and a
+    /// stopped one costs nothing once a majority has answered.
+    async fn on_all_until_decided<'a, T, F, D>(&'a self, call: F, decided: D) -> Answers<T>
+    where
+        F: Fn(&'a RedisBackend) -> BoxFuture<'a, BackendResult<T>>,
+        D: Fn(&Answers<T>) -> bool,
+    {
+        use futures_util::StreamExt;
+        use futures_util::stream::FuturesUnordered;
+        // A little under the bound `bounded()` puts around the whole call.
+        let hard = self.op_timeout().saturating_sub(Duration::from_millis(10));
+        let soft_until = Instant::now() + self.node_timeout;
+        let mut pending: FuturesUnordered<_> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let call = call(node);
+                async move { (i, tokio::time::timeout(hard, call).await) }
+            })
+            .collect();
+        let mut answers: Answers<T> = (0..self.nodes.len()).map(|_| None).collect();
+        loop {
+            let next = if Instant::now() < soft_until {
+                match tokio::time::timeout_at(soft_until, pending.next()).await {
+                    Ok(next) => next,
+                    Err(_) => continue,
+                }
+            } else {
+                if decided(&answers) {
+                    break;
+                }
+                pending.next().await
+            };
+            match next {
+                Some((i, Ok(Ok(answer)))) => answers[i] = Some(answer),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        answers
+    }
+
     /// Releases `token` at `key` on every node, best effort and unannounced: after an
     /// attempt that did not win. On a node that did not answer in time the `SET` may still
     /// land; the undo goes down the same connection behind it, so it lands after.
@@ -206,12 +252,15 @@ impl Backend for QuorumBackend {
 
     fn release<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
         Box::pin(async move {
+            let quorum = self.quorum();
             let answers = self
-                .on_all(self.node_timeout, |node| node.release(key, token))
+                .on_all_until_decided(
+                    |node| node.release(key, token),
+                    |answers| answers.iter().flatten().count() >= quorum,
+                )
                 .await;
             let released = answers.iter().filter(|a| **a == Some(true)).count();
             let not_held = answers.iter().filter(|a| **a == Some(false)).count();
-            let quorum = self.quorum();
             if released >= quorum {
                 Ok(true)
             } else if released + not_held >= quorum {
@@ -268,10 +317,13 @@ impl Backend for QuorumBackend {
         token: &'a str,
     ) -> BoxFuture<'a, BackendResult<Option<Duration>>> {
         Box::pin(async move {
-            let answers = self
-                .on_all(self.node_timeout, |node| node.ttl_if_held(key, token))
-                .await;
             let quorum = self.quorum();
+            let answers = self
+                .on_all_until_decided(
+                    |node| node.ttl_if_held(key, token),
+                    |answers| answers.iter().flatten().count() >= quorum,
+                )
+                .await;
             let answered = answers.iter().filter(|a| a.is_some()).count();
             let mut held: Vec<Duration> = answers.into_iter().flatten().flatten().collect();
             if held.len() >= quorum {
