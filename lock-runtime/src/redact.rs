@@ -71,6 +71,9 @@ pub(crate) struct Redacted {
     quotes: Vec<String>,
     /// The secrets, as the bytes redis-rs would send (percent-decoded), longest first.
     secrets: Vec<Vec<u8>>,
+    /// Whether the parser's reading was trusted and the URL shown as it re-serializes it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    exact: bool,
 }
 
 impl Redacted {
@@ -88,20 +91,24 @@ impl Redacted {
                 secrets.exact(settings.password().unwrap_or_default().as_bytes());
                 accepted = true;
             }
-        } else if let Ok(parsed) = Url::parse(url) {
-            // Not a redis URL, but `url` may still see userinfo in it.
-            secrets.parsed(&parsed);
         }
-        let shown = parsed
+        // Not a redis URL, but `url` may still see userinfo in it.
+        let other = parsed.is_none().then(|| Url::parse(url).ok()).flatten();
+        if let Some(other) = &other {
+            secrets.parsed(other);
+        }
+        let exact = parsed
             .as_ref()
             .filter(|p| accepted && !p[Position::BeforeHost..].contains('@'))
-            .and_then(|p| structural(p.clone()))
-            .unwrap_or_else(|| conservative(url, &mut secrets));
+            .and_then(|p| structural(p.clone()));
+        let exact_shown = exact.is_some();
+        let cleaned = clean(url).into_owned();
+        let shown = exact.unwrap_or_else(|| conservative(&cleaned, &mut secrets));
 
-        let mut quotes = vec![url.to_owned(), clean(url).into_owned()];
+        let mut quotes = vec![url.to_owned(), cleaned];
         let debug = format!("{url:?}");
         quotes.push(debug[1..debug.len() - 1].to_owned());
-        if let Ok(parsed) = Url::parse(url) {
+        if let Some(parsed) = parsed.or(other) {
             quotes.push(parsed.into());
         }
         quotes.retain(|q| !q.is_empty());
@@ -115,6 +122,7 @@ impl Redacted {
             shown,
             quotes,
             secrets,
+            exact: exact_shown,
         }
     }
 
@@ -127,10 +135,22 @@ impl Redacted {
                 text = text.replace(quote.as_str(), &self.shown);
             }
         }
-        for secret in &self.secrets {
-            text = mask_spans(&text, secret);
+        let mut spans = find_spans(&text, &self.secrets);
+        if spans.is_empty() {
+            return text;
         }
-        text
+        spans.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        for (start, end) in spans {
+            if start >= copied {
+                out.push_str(&text[copied..start]);
+                out.push_str(MASK);
+            }
+            copied = copied.max(end);
+        }
+        out.push_str(&text[copied..]);
+        out
     }
 }
 
@@ -159,15 +179,30 @@ impl Secrets {
         }
     }
 
+    /// Decoded bytes that may have been meant as a secret.
+    fn guess_bytes(&mut self, bytes: &[u8]) {
+        if bytes.len() >= MIN_GUESS_LEN {
+            self.0.push(bytes.to_vec());
+        }
+    }
+
     /// The user name, password and password-like query values of a parsed URL.
     fn parsed(&mut self, url: &Url) {
         self.exact(&Cow::from(percent_decode(url.username().as_bytes())));
         if let Some(password) = url.password() {
             self.exact(&Cow::from(percent_decode(password.as_bytes())));
         }
-        for (key, value) in url.query_pairs() {
-            if is_secret_key(&key) {
+        // Pair by pair rather than with `query_pairs`, which replaces bytes that are not
+        // UTF-8 (`%E4`) and so would lose the form the value is written in.
+        for (key, value) in url
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+        {
+            if is_secret_key(&decode_key(key)) {
                 self.exact(value.as_bytes());
+                self.exact(&form_decode(value));
             }
         }
     }
@@ -224,19 +259,32 @@ fn form_key(key: &[u8]) -> Option<String> {
 /// `url` as the `url` crate reads it: no tabs or newlines anywhere, no leading or trailing
 /// control characters or spaces.
 fn clean(url: &str) -> Cow<'_, str> {
-    let trimmed = url.trim_matches(|c: char| c <= ' ');
-    if trimmed.contains(['\t', '\r', '\n']) {
-        trimmed.replace(['\t', '\r', '\n'], "").into()
-    } else {
-        trimmed.into()
+    // Index loops rather than iterator chains: this runs on every URL the fuzz test makes,
+    // in debug builds.
+    let bytes = url.as_bytes();
+    let (mut start, mut end) = (0, bytes.len());
+    while start < end && bytes[start] <= b' ' {
+        start += 1;
     }
+    while end > start && bytes[end - 1] <= b' ' {
+        end -= 1;
+    }
+    let trimmed = &url[start..end];
+    let is_noise = |b: u8| b == b'\t' || b == b'\r' || b == b'\n';
+    if !trimmed.as_bytes().iter().any(|&b| is_noise(b)) {
+        return trimmed.into();
+    }
+    let mut kept = String::with_capacity(trimmed.len());
+    for piece in trimmed.split(['\t', '\r', '\n']) {
+        kept.push_str(piece);
+    }
+    kept.into()
 }
 
 /// Redaction that does not trust any parse: hides everything before the last `@` (except a
 /// known scheme) and every password-like query value, and records what it hid as guesses.
-fn conservative(url: &str, secrets: &mut Secrets) -> String {
-    let text = clean(url);
-    let text = text.as_ref();
+/// `text` is the URL as [`clean`] leaves it.
+fn conservative(text: &str, secrets: &mut Secrets) -> String {
     let mut hidden: Vec<(usize, usize)> = Vec::new();
 
     let scheme_end = text
@@ -284,9 +332,7 @@ fn conservative(url: &str, secrets: &mut Secrets) -> String {
             hidden.push((start, end));
             let value = &text[start..end];
             secrets.guess(value);
-            if let Some(decoded) = form_value(value) {
-                secrets.guess(&decoded);
-            }
+            secrets.guess_bytes(&form_decode(value));
         }
     }
 
@@ -309,38 +355,43 @@ fn conservative(url: &str, secrets: &mut Secrets) -> String {
     shown
 }
 
-/// A query value decoded as redis-rs reads it.
-fn form_value(value: &str) -> Option<String> {
-    let pair = format!("k={value}");
-    url::form_urlencoded::parse(pair.as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
+/// A query value decoded as redis-rs reads it (`+` is a space), as bytes.
+fn form_decode(value: &str) -> Vec<u8> {
+    percent_decode(value.replace('+', " ").as_bytes()).collect()
 }
 
-/// `text` with every stretch that reads as `secret` replaced by [`MASK`].
-fn mask_spans(text: &str, secret: &[u8]) -> String {
-    let hay = text.as_bytes();
-    let mut out = String::new();
-    let mut copied = 0;
-    let mut start = 0;
-    while start < hay.len() {
-        if text.is_char_boundary(start)
-            && let Some(end) = match_at(hay, start, secret, &mut 0)
-            && end > start
-        {
-            out.push_str(&text[copied..start]);
-            out.push_str(MASK);
-            copied = end;
-            start = end;
-        } else {
-            start += 1;
+/// The byte ranges of `text` that read as one of `secrets` (they may overlap).
+fn find_spans(text: &str, secrets: &[Vec<u8>]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    if secrets.is_empty() {
+        return spans;
+    }
+    // Bytes a match can start with: a secret's first byte, or an escape for it. Checking
+    // this first, in one pass for all secrets, keeps the search cheap where nothing matches.
+    let mut starts = [false; 256];
+    for b in [b'%', b'\\', b'\t', b'\r', b'\n'] {
+        starts[usize::from(b)] = true;
+    }
+    for secret in secrets {
+        starts[usize::from(secret[0])] = true;
+        if secret[0] == b' ' {
+            starts[usize::from(b'+')] = true;
         }
     }
-    if copied == 0 {
-        return text.to_owned();
+    let hay = text.as_bytes();
+    for (start, &b) in hay.iter().enumerate() {
+        if !starts[usize::from(b)] || !text.is_char_boundary(start) {
+            continue;
+        }
+        for secret in secrets {
+            if let Some(end) = match_at(hay, start, secret, &mut 0)
+                && end > start
+            {
+                spans.push((start, end));
+            }
+        }
     }
-    out.push_str(&text[copied..]);
-    out
+    spans
 }
 
 /// How far the search for one match may go before it gives up and masks anyway.
@@ -384,11 +435,13 @@ fn match_at(hay: &[u8], i: usize, needle: &[u8], steps: &mut u32) -> Option<usiz
         b'\t' | b'\r' | b'\n' => return match_at(hay, i + 1, needle, steps),
         b'\\' => {
             let (len, decoded) = debug_escape(&hay[i..])?;
-            if decoded.is_empty() {
-                return match_at(hay, i + len, needle, steps);
+            if needle.starts_with(&decoded)
+                && let Some(end) = match_at(hay, i + len, &needle[decoded.len()..], steps)
+            {
+                return Some(end);
             }
-            if needle.starts_with(&decoded) {
-                return match_at(hay, i + len, &needle[decoded.len()..], steps);
+            if matches!(decoded[..], [b'\t' | b'\r' | b'\n']) {
+                return match_at(hay, i + len, needle, steps);
             }
         }
         _ => {}
@@ -405,11 +458,12 @@ fn hex_byte(hex: &[u8]) -> Option<u8> {
     Some((digit(hex[0])? * 16 + digit(hex[1])?) as u8)
 }
 
-/// The length of the `Debug` escape at the start of `s` and the bytes it stands for (none
-/// for tabs and newlines, which the `url` crate ignores).
+/// The length of the `Debug` escape at the start of `s` and the bytes it stands for.
 fn debug_escape(s: &[u8]) -> Option<(usize, Vec<u8>)> {
     Some(match s.get(1)? {
-        b't' | b'r' | b'n' => (2, Vec::new()),
+        b't' => (2, vec![b'\t']),
+        b'r' => (2, vec![b'\r']),
+        b'n' => (2, vec![b'\n']),
         b'\\' | b'"' | b'\'' => (2, vec![s[1]]),
         b'0' => (2, vec![0]),
         b'u' if s.get(2) == Some(&b'{') => {
@@ -422,6 +476,9 @@ fn debug_escape(s: &[u8]) -> Option<(usize, Vec<u8>)> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
