@@ -369,7 +369,7 @@ fn find_spans(text: &str, secrets: &[Vec<u8>]) -> Vec<(usize, usize)> {
     // Bytes a match can start with: a secret's first byte, or an escape for it. Checking
     // this first, in one pass for all secrets, keeps the search cheap where nothing matches.
     let mut starts = [false; 256];
-    for b in [b'%', b'\\', b'\t', b'\r', b'\n'] {
+    for b in [b'%', b'\\'] {
         starts[usize::from(b)] = true;
     }
     for secret in secrets {
@@ -394,8 +394,9 @@ fn find_spans(text: &str, secrets: &[Vec<u8>]) -> Vec<(usize, usize)> {
     spans
 }
 
-/// How far the search for one match may go before it gives up and masks anyway.
-const MATCH_BUDGET: u32 = 100_000;
+/// How far the search for one match may go before it gives up and masks anyway. It also
+/// bounds the recursion, so a hostile message cannot overflow the stack.
+const MATCH_BUDGET: u32 = 1024;
 
 /// Where a stretch of `hay` starting at `i` that reads as `needle` ends, if one does.
 ///
@@ -403,6 +404,18 @@ const MATCH_BUDGET: u32 = 100_000;
 /// `+` for a space, or `Debug`-escaped (`\"`, `\\`, `\u{e4}`); tabs and newlines (raw or
 /// escaped) may sit anywhere inside, since the `url` crate ignores them.
 fn match_at(hay: &[u8], i: usize, needle: &[u8], steps: &mut u32) -> Option<usize> {
+    // A match starts with the secret's first byte (or an escape of it), never with noise.
+    match_from(hay, i, needle, steps, false)
+}
+
+/// [`match_at`], where tabs and newlines may be skipped once the match has `started`.
+fn match_from(
+    hay: &[u8],
+    mut i: usize,
+    needle: &[u8],
+    steps: &mut u32,
+    started: bool,
+) -> Option<usize> {
     if needle.is_empty() {
         return is_boundary(hay, i).then_some(i);
     }
@@ -415,11 +428,15 @@ fn match_at(hay: &[u8], i: usize, needle: &[u8], steps: &mut u32) -> Option<usiz
         }
         return Some(end);
     }
-    let b = *hay.get(i)?;
     let n = needle[0];
+    // Raw tabs and newlines: skipped in a loop, not by recursion, however many there are.
+    while started && i < hay.len() && matches!(hay[i], b'\t' | b'\r' | b'\n') && hay[i] != n {
+        i += 1;
+    }
+    let b = *hay.get(i)?;
     let rest = &needle[1..];
     if b == n
-        && let Some(end) = match_at(hay, i + 1, rest, steps)
+        && let Some(end) = match_from(hay, i + 1, rest, steps, true)
     {
         return Some(end);
     }
@@ -428,20 +445,20 @@ fn match_at(hay: &[u8], i: usize, needle: &[u8], steps: &mut u32) -> Option<usiz
             if let Some(byte) = hex_byte(hay.get(i + 1..i + 3)?)
                 && byte == n
             {
-                return match_at(hay, i + 3, rest, steps);
+                return match_from(hay, i + 3, rest, steps, true);
             }
         }
-        b'+' if n == b' ' => return match_at(hay, i + 1, rest, steps),
-        b'\t' | b'\r' | b'\n' => return match_at(hay, i + 1, needle, steps),
+        b'+' if n == b' ' => return match_from(hay, i + 1, rest, steps, true),
+        b'\t' | b'\r' | b'\n' if started => return match_from(hay, i + 1, needle, steps, true),
         b'\\' => {
             let (len, decoded) = debug_escape(&hay[i..])?;
             if needle.starts_with(&decoded)
-                && let Some(end) = match_at(hay, i + len, &needle[decoded.len()..], steps)
+                && let Some(end) = match_from(hay, i + len, &needle[decoded.len()..], steps, true)
             {
                 return Some(end);
             }
-            if matches!(decoded[..], [b'\t' | b'\r' | b'\n']) {
-                return match_at(hay, i + len, needle, steps);
+            if started && matches!(decoded[..], [b'\t' | b'\r' | b'\n']) {
+                return match_from(hay, i + len, needle, steps, true);
             }
         }
         _ => {}
@@ -643,6 +660,22 @@ mod tests {
             assert_hidden(&scrubbed, "s3cret");
             assert_hidden(&scrubbed, "alice");
         }
+    }
+
+    #[test]
+    fn scrub_stays_fast_and_safe_on_hostile_messages() {
+        let url = "redis://alice:s3cret@cache:6379/0";
+        let started = std::time::Instant::now();
+        for message in [
+            format!("s{}3cret", "\t".repeat(200_000)),
+            format!("s{}", "\\t".repeat(100_000)),
+            "%25".repeat(100_000),
+            "s".repeat(100_000),
+        ] {
+            let scrubbed = scrub(&message, url);
+            assert_hidden(&scrubbed, "s3cret");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
