@@ -11,7 +11,7 @@ use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::quorum::{DEFAULT_NODE_TIMEOUT, QuorumBackend};
 use crate::backend::redis::RedisBackend;
-use crate::keys::redact_url;
+use crate::redact::{redact_url, scrub};
 use crate::request::LockRequest;
 use crate::store::Store;
 
@@ -396,15 +396,5 @@ impl ClientBuilder {
             op_timeout,
             reachable,
         ))
-    }
-}
-
-/// Removes the URL (and so any password in it) from a parser's message.
-fn scrub(message: &str, url: &str) -> String {
-    let message = message.replace(url, &redact_url(url));
-    // A parser may quote only the userinfo; mask anything between "//" and "@" as well.
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s + 3 => message.replace(&url[s + 3..at], "***"),
-        _ => message,
     }
 }

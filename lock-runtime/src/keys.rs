@@ -1,4 +1,4 @@
-//! Key naming: namespaces, validation, the fencing side key, and URL redaction.
+//! Key naming: namespaces, validation, the fencing side key, and TTL bounds.
 
 use std::time::Duration;
 
@@ -89,47 +89,6 @@ pub(crate) const fn ttl_problem(ttl: Duration) -> Option<&'static str> {
     }
 }
 
-/// Masks the password of a `redis://user:password@host/` URL (and `?password=` / `?pass=`
-/// query parameters), so URLs can go into `Debug` output, logs and errors.
-pub(crate) fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (&url[..i + 3], &url[i + 3..]),
-        None => ("", url),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{user}:***{}", &authority[at..])
-            } else {
-                // `redis://secret@host` has a lone password in redis-rs's parser too.
-                format!("***{}", &authority[at..])
-            }
-        }
-        None => authority.to_owned(),
-    };
-    let tail = match tail.find('?') {
-        Some(q) => {
-            let (path, query) = tail.split_at(q + 1);
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") || k == "pass" => {
-                        format!("{k}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}{authority}{tail}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,22 +145,5 @@ mod tests {
         assert!(check_ttl("k", MAX_TTL).is_ok());
         assert!(check_ttl("k", MAX_TTL + Duration::from_nanos(1)).is_err());
         assert!(check_ttl("k", Duration::from_secs(400 * 24 * 3600)).is_err());
-    }
-
-    #[test]
-    fn redact_masks_passwords_everywhere() {
-        assert_eq!(
-            redact_url("redis://user:s3cret@host:6380/0"),
-            "redis://user:***@host:6380/0"
-        );
-        assert_eq!(redact_url("redis://:s3cret@host/"), "redis://:***@host/");
-        assert_eq!(redact_url("redis://s3cret@host"), "redis://***@host");
-        assert_eq!(
-            redact_url("redis://host/?password=s3cret&protocol=resp3"),
-            "redis://host/?password=***&protocol=resp3"
-        );
-        assert_eq!(redact_url("redis://127.0.0.1:1/"), "redis://127.0.0.1:1/");
-        assert_eq!(redact_url("not a url p@ss"), "***@ss");
-        assert!(!redact_url("rediss://a:p%40ss@h:1").contains("p%40ss"));
     }
 }

@@ -43,6 +43,7 @@ mod error;
 mod guard;
 mod keys;
 mod lease;
+mod redact;
 mod renewer;
 mod request;
 mod store;
