@@ -2,17 +2,27 @@
 //! re-exports them; this crate is an implementation detail.
 //!
 //! The macro works on `proc_macro2` types throughout, so everything past the
-//! entry point is unit-tested: `template` (the key template language),
-//! `duration`, `attr` (the arguments), `item` (the annotated function) and
-//! `expand` (the output).
+//! entry point is unit-tested. The steps, as in thiserror and serde:
+//!
+//! - parse: `attr` (the arguments, with `template` for the key template
+//!   language and `duration`) and `item` (the annotated function);
+//! - model: `attr::Config`, `item::Shape`, and `async_trait` for functions
+//!   `#[async_trait]` rewrote first; `output` for the return type;
+//! - validate: `resolve` checks placeholders against the parameters;
+//! - expand: `expand` generates the code, and nothing else.
 
 #![warn(missing_docs)]
 
+mod async_trait;
 mod attr;
 mod duration;
 mod errors;
 mod expand;
 mod item;
+mod output;
+#[cfg(test)]
+mod properties;
+mod resolve;
 mod template;
 
 use proc_macro::TokenStream;
