@@ -196,8 +196,12 @@ impl Spec {
         if let Some(wait) = self.wait {
             request = request.wait(wait);
         }
-        // INTERIM until `LockRequest::min_hold`/`max_hold` land on main: not applied yet.
-        let _ = (self.min_hold, self.max_hold);
+        if let Some(min_hold) = self.min_hold {
+            request = request.min_hold(min_hold);
+        }
+        if let Some(max_hold) = self.max_hold {
+            request = request.max_hold(max_hold);
+        }
         request
     }
 
@@ -232,10 +236,9 @@ where
     let Some(client) = client else {
         return R::from_lock_error(LockError::NoClient { key: spec.key() });
     };
-    // INTERIM until `LockRequest::run_or_skip` lands on main.
-    match spec.request(&client).run(body).await {
-        Ok(out) => out,
-        Err(LockError::Busy { .. }) => R::skipped(),
+    match spec.request(&client).run_or_skip(body).await {
+        Ok(Some(out)) => out,
+        Ok(None) => R::skipped(),
         Err(e) => R::from_lock_error(e),
     }
 }

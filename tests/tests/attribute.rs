@@ -458,7 +458,6 @@ async fn quick(locks: &LockClient, id: u64) -> Result<(), LockError> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "INTERIM: needs LockRequest::min_hold from main"]
 async fn min_hold_keeps_the_key_after_a_quick_body_until_acquisition_plus_min_hold() {
     let fx = Fixture::redis();
     let locks = fx.client().await;
@@ -501,7 +500,6 @@ async fn runaway(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "INTERIM: needs LockRequest::max_hold from main"]
 async fn max_hold_cancels_a_runaway_body_on_time_and_frees_the_key() {
     let fx = Fixture::redis();
     let locks = fx.client().await;
@@ -517,7 +515,7 @@ async fn max_hold_cancels_a_runaway_body_on_time_and_frees_the_key() {
     match out {
         Err(AppError::Lock(LockError::Lost { key, reason })) => {
             assert_eq!(key, "max-hold:1");
-            assert_eq!(format!("{reason:?}"), "MaxHold"); // INTERIM: LostReason::MaxHold
+            assert_eq!(reason, LostReason::MaxHold);
         }
         other => panic!("expected Lost (max hold), got {other:?}"),
     }

@@ -42,6 +42,16 @@ async fn tiny() -> Result<(), LockError> {
     Ok(())
 }
 
+/// Hold bounds that contradict each other are the runtime's `InvalidOption`.
+#[distributed_lock(
+    key = "holds",
+    min_hold = Duration::from_secs(30),
+    max_hold = Duration::from_secs(10)
+)]
+async fn bad_holds() -> Result<(), LockError> {
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     LockClient::in_memory().install_global();
@@ -54,4 +64,8 @@ async fn main() {
     };
     assert_eq!(worker.work().await.unwrap(), 1);
     assert!(matches!(tiny().await, Err(LockError::InvalidTtl { .. })));
+    assert!(matches!(
+        bad_holds().await,
+        Err(LockError::InvalidOption { option: "min_hold", .. })
+    ));
 }
