@@ -45,6 +45,13 @@ fn plain() -> impl Future<Output = Result<bool, LockError>> {
     }
 }
 
+/// A non-`move` tail with a key built from a parameter: the key is built before the
+/// future exists, so the async block need not borrow `id` (this was E0373).
+#[distributed_lock(key = "plain:{id}")]
+fn plain_with_key(id: u64) -> impl Future<Output = Result<String, LockError>> {
+    async { Ok(lock_runtime::current().unwrap().key().to_owned()) }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     LockClient::in_memory().install_global();
@@ -55,6 +62,7 @@ async fn main() {
     assert_eq!(service.boxed(3).await.unwrap(), 3);
     assert!(plain().await.unwrap());
     assert!(RAN.load(Ordering::SeqCst));
+    assert_eq!(plain_with_key(9).await.unwrap(), "plain:9");
 
     // The lock is real: a held key makes the future `Busy`.
     let held = LockClient::global().unwrap().lock("plain").acquire().await.unwrap();
