@@ -1,7 +1,7 @@
 //! Code generation: from the validated arguments, the parsed function and
-//! the resolved key to the output. The steps before it (parse in `attr` and
-//! `item`, model in `attr::Config` and `item::Shape`, validate in `resolve`)
-//! have recorded every error; nothing here can fail.
+//! the resolved key to the output. The steps before it, run by `entry`
+//! (parse in `attr` and `item`, model in `attr::Config` and `item::Shape`,
+//! validate in `resolve`), have recorded every error; nothing here can fail.
 //!
 //! The expansion stays thin: it builds the key and the options, then hands
 //! the body, as a future, to one runtime function:
@@ -49,77 +49,10 @@ use syn::spanned::Spanned;
 use syn::{Expr, Stmt};
 
 use crate::async_trait;
-use crate::attr::{Args, Config, DurationArg, OnBusy};
-use crate::errors::Errors;
+use crate::attr::{Config, DurationArg, OnBusy};
 use crate::item::{Body, LockedFn, Params, Shape};
 use crate::output::{Output, respan};
-use crate::resolve::{self, KeyExpr, Scope};
-
-/// The whole macro on `proc_macro2` types. On any error the item is
-/// emitted unchanged next to the errors, so the function keeps existing
-/// for the rest of the crate (and for rust-analyzer), and the user sees our
-/// errors rather than a cascade about a missing function.
-pub(crate) fn distributed_lock(args: TokenStream, item: TokenStream) -> TokenStream {
-    match expand(args, item.clone()) {
-        Ok(tokens) => tokens,
-        Err(err) => {
-            let mut tokens = item;
-            tokens.extend(err.into_compile_error());
-            tokens
-        }
-    }
-}
-
-/// Parse, model, validate, then generate.
-fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let mut errors = Errors::default();
-    let config = match syn::parse2::<Args>(args) {
-        Ok(args) => Some(Config::from_args(args, &mut errors)),
-        Err(err) => {
-            errors.push(err);
-            None
-        }
-    };
-    let func = match syn::parse2::<LockedFn>(item) {
-        Ok(func) => Some(func),
-        Err(err) => {
-            errors.push(err);
-            None
-        }
-    };
-    let shape = func.as_ref().and_then(|func| Shape::of(func, &mut errors));
-    // The placeholders are checked even when the function's shape is wrong,
-    // so both problems show in one build.
-    let params = func.as_ref().map(|func| {
-        let mut params = Params::of(&func.sig);
-        if let Some(Shape::AsyncTrait(tail)) = &shape {
-            let split = async_trait::split(&tail.async_block().block);
-            async_trait::restore_params(&mut params, &split.prelude);
-        }
-        params
-    });
-    let key = match (&config, &func, &params) {
-        (Some(config), Some(func), Some(params)) => {
-            let scope = Scope {
-                params,
-                fn_name: &func.sig.ident,
-                async_trait: matches!(shape, Some(Shape::AsyncTrait(_))),
-            };
-            config
-                .key
-                .as_ref()
-                .and_then(|key| resolve::key(key, &scope, &mut errors))
-        }
-        _ => None,
-    };
-    errors.finish()?;
-    match (config, func, shape, params, key) {
-        (Some(config), Some(func), Some(shape), Some(params), Some(key)) => {
-            Ok(generate(&config, func, shape, &params, &key))
-        }
-        _ => unreachable!("every missing piece recorded an error"),
-    }
-}
+use crate::resolve::{KeyExpr, Scope};
 
 fn duration(d: Duration, span: Span) -> TokenStream {
     match u64::try_from(d.as_millis()) {
@@ -274,7 +207,8 @@ impl Setup {
     }
 }
 
-fn generate(
+/// The function, locked. Every input was validated: this cannot fail.
+pub(crate) fn generate(
     config: &Config,
     func: LockedFn,
     shape: Shape,
@@ -382,6 +316,7 @@ fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::{distributed_lock, expand};
 
     fn expand_ok(args: TokenStream, item: TokenStream) -> String {
         expand(args, item).unwrap().to_string()

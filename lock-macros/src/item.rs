@@ -108,7 +108,7 @@ pub(crate) enum Shape {
     ReturnsFuture(Box<AsyncTail>),
 }
 
-/// The parsed body of a [`Shape::ReturnsAsyncBlock`] function.
+/// The parsed body of a [`Shape::AsyncTrait`] or [`Shape::ReturnsFuture`] function.
 pub(crate) struct AsyncTail {
     pub stmts: Vec<Stmt>,
     /// The future's `Output` type, when the return type spells it out.

@@ -11,6 +11,8 @@
 //! - validate: `resolve` checks placeholders against the parameters;
 //! - expand: `expand` generates the code, and nothing else.
 //!
+//! `entry` runs the steps in that order.
+//!
 //! `properties` runs 1,000,000 generated inputs through the template and
 //! duration parsers on every `cargo test -p lock-macros` (no input may
 //! panic). The long run, 10 million each (about 20 s):
@@ -24,6 +26,7 @@
 mod async_trait;
 mod attr;
 mod duration;
+mod entry;
 mod errors;
 mod expand;
 mod item;
@@ -436,5 +439,5 @@ use proc_macro::TokenStream;
 /// ```
 #[proc_macro_attribute]
 pub fn distributed_lock(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::distributed_lock(args.into(), item.into()).into()
+    entry::distributed_lock(args.into(), item.into()).into()
 }
