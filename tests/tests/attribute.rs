@@ -452,6 +452,26 @@ async fn on_busy_skip_returns_at_once_without_running_the_body() {
     assert_eq!(ran.load(Ordering::SeqCst), 1);
 }
 
+#[distributed_lock(key = "skip:{id}", client = locks, on_busy = "skip", wait = "300ms")]
+async fn skippable_after_a_wait(locks: &LockClient, id: u64) -> Result<(), AppError> {
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_busy_skip_with_wait_skips_only_after_the_wait() {
+    let fx = Fixture::redis();
+    let locks = fx.client().await;
+    let held = fx.client().await.lock("skip:2").acquire().await.unwrap();
+    let started = Instant::now();
+    skippable_after_a_wait(&locks, 2).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(700),
+        "skipped after {took:?}"
+    );
+    held.release().await.unwrap();
+}
+
 #[distributed_lock(key = "min-hold:{id}", client = locks, ttl = "10s", min_hold = "2s")]
 async fn quick(locks: &LockClient, id: u64) -> Result<(), LockError> {
     Ok(())

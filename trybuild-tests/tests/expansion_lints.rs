@@ -105,6 +105,7 @@ fn returns_future(id: u64) -> impl Future<Output = Result<u64, LockError>> + Sen
 trait Cases {
     async fn destructured(&self, pair: (u64, u64), id: u64) -> Result<u64, LockError>;
     async fn client_only(&self, locks: LockClient) -> Result<(), LockError>;
+    async fn skip_with_literals(&self) -> Result<Option<u8>, LockError>;
 }
 
 #[async_trait]
@@ -117,6 +118,17 @@ impl Cases for Service {
     #[distributed_lock(key = "{self.tenant}", client = locks)]
     async fn client_only(&self, locks: LockClient) -> Result<(), LockError> {
         Ok(())
+    }
+
+    #[distributed_lock(
+        key = "{self.tenant}:skip",
+        client = &self.locks,
+        ttl = "10s",
+        wait = HOLD,
+        on_busy = "skip"
+    )]
+    async fn skip_with_literals(&self) -> Result<Option<u8>, LockError> {
+        Ok(Some(1))
     }
 }
 
@@ -165,5 +177,6 @@ fn expansion_is_lint_clean_and_runs() {
         assert_eq!(returns_future(5).await.unwrap(), 5);
         assert_eq!(service.destructured((1, 2), 6).await.unwrap(), 3);
         service.client_only(LockClient::in_memory()).await.unwrap();
+        assert_eq!(service.skip_with_literals().await.unwrap(), Some(1));
     });
 }
