@@ -1,9 +1,10 @@
 //! The attribute's arguments: parsed as written ([`Args`]), then validated
 //! into the model the expansion works from ([`Config`]).
 //!
-//! Parsing only fails on broken syntax. Everything else (unknown, duplicate
-//! or missing arguments, bad values) is collected, so the user sees all of
-//! it in one build.
+//! Nothing here stops at the first problem. A syntax error is recorded and
+//! parsing resumes at the next top-level comma; unknown, duplicate or
+//! missing arguments and bad values are recorded too, so the user sees all
+//! of it in one build.
 
 use std::time::Duration;
 
@@ -22,10 +23,11 @@ mod kw {
     syn::custom_keyword!(wait);
     syn::custom_keyword!(client);
     syn::custom_keyword!(fencing);
+    syn::custom_keyword!(watchdog);
+    syn::custom_keyword!(on_busy);
+    syn::custom_keyword!(min_hold);
+    syn::custom_keyword!(max_hold);
 }
-
-/// Default `ttl` when none is given.
-pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// The names the attribute accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,26 +37,38 @@ pub(crate) enum ArgName {
     Wait,
     Client,
     Fencing,
+    Watchdog,
+    OnBusy,
+    MinHold,
+    MaxHold,
     Crate,
 }
 
 impl ArgName {
-    const ALL: [ArgName; 6] = [
+    const ALL: [ArgName; 10] = [
         ArgName::Key,
         ArgName::Ttl,
         ArgName::Wait,
         ArgName::Client,
         ArgName::Fencing,
+        ArgName::Watchdog,
+        ArgName::OnBusy,
+        ArgName::MinHold,
+        ArgName::MaxHold,
         ArgName::Crate,
     ];
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ArgName::Key => "key",
             ArgName::Ttl => "ttl",
             ArgName::Wait => "wait",
             ArgName::Client => "client",
             ArgName::Fencing => "fencing",
+            ArgName::Watchdog => "watchdog",
+            ArgName::OnBusy => "on_busy",
+            ArgName::MinHold => "min_hold",
+            ArgName::MaxHold => "max_hold",
             ArgName::Crate => "crate",
         }
     }
@@ -65,8 +79,12 @@ impl ArgName {
             ArgName::Key => "key = \"order:{id}\"",
             ArgName::Ttl => "ttl = \"10s\"",
             ArgName::Wait => "wait = \"2s\"",
-            ArgName::Client => "client = self.locks.clone()",
+            ArgName::Client => "client = &self.locks",
             ArgName::Fencing => "fencing = true",
+            ArgName::Watchdog => "watchdog = false",
+            ArgName::OnBusy => "on_busy = \"skip\"",
+            ArgName::MinHold => "min_hold = \"30s\"",
+            ArgName::MaxHold => "max_hold = \"10m\"",
             ArgName::Crate => "crate = \"my_crate::lock_runtime\"",
         }
     }
@@ -79,57 +97,90 @@ pub(crate) struct Arg {
     pub value: Option<Expr>,
 }
 
-/// The arguments as written, plus the unknown names found while parsing.
+/// The arguments as written, plus the problems found while parsing them
+/// (unknown names, syntax errors).
 pub(crate) struct Args {
     pub args: Vec<Arg>,
-    pub unknown: Errors,
+    pub errors: Errors,
+    /// A bare string was given, surely meant as the key: not also "missing".
+    pub bare_string: bool,
 }
 
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let mut args = Vec::new();
-        let mut unknown = Errors::default();
+        let mut errors = Errors::default();
+        let mut bare_string = false;
         while !input.is_empty() {
-            let lookahead = input.lookahead1();
-            let name = if lookahead.peek(kw::key) {
-                Some((ArgName::Key, input.parse::<kw::key>()?.span))
-            } else if lookahead.peek(kw::ttl) {
-                Some((ArgName::Ttl, input.parse::<kw::ttl>()?.span))
-            } else if lookahead.peek(kw::wait) {
-                Some((ArgName::Wait, input.parse::<kw::wait>()?.span))
-            } else if lookahead.peek(kw::client) {
-                Some((ArgName::Client, input.parse::<kw::client>()?.span))
-            } else if lookahead.peek(kw::fencing) {
-                Some((ArgName::Fencing, input.parse::<kw::fencing>()?.span))
-            } else if lookahead.peek(Token![crate]) {
-                Some((ArgName::Crate, input.parse::<Token![crate]>()?.span))
-            } else if input.peek(Ident::peek_any) {
-                let ident = input.call(Ident::parse_any)?;
-                unknown.push(unknown_argument(&ident));
+            bare_string |= input.peek(LitStr);
+            match parse_arg(input) {
+                Ok(Some(arg)) => args.push(arg),
+                Ok(None) => {}
+                Err(err) => {
+                    errors.push(err);
+                    skip_value(input)?;
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            if !input.peek(Token![,]) {
+                errors.push(input.error("expected `,`"));
                 skip_value(input)?;
-                None
-            } else if input.peek(LitStr) {
-                return Err(input.error(
-                    "arguments are named: write `key = \"...\"` rather than a bare string",
-                ));
-            } else {
-                return Err(lookahead.error());
-            };
-            if let Some((name, span)) = name {
-                let value = if input.peek(Token![=]) {
-                    input.parse::<Token![=]>()?;
-                    Some(input.parse::<Expr>()?)
-                } else {
-                    None
-                };
-                args.push(Arg { name, span, value });
             }
             if !input.is_empty() {
                 input.parse::<Token![,]>()?;
             }
         }
-        Ok(Args { args, unknown })
+        Ok(Args {
+            args,
+            errors,
+            bare_string,
+        })
     }
+}
+
+/// One argument; `Ok(None)` for an unknown one (recorded as an error by
+/// the caller's skipping, with its value skipped).
+fn parse_arg(input: ParseStream) -> syn::Result<Option<Arg>> {
+    let lookahead = input.lookahead1();
+    let (name, span) = if lookahead.peek(kw::key) {
+        (ArgName::Key, input.parse::<kw::key>()?.span)
+    } else if lookahead.peek(kw::ttl) {
+        (ArgName::Ttl, input.parse::<kw::ttl>()?.span)
+    } else if lookahead.peek(kw::wait) {
+        (ArgName::Wait, input.parse::<kw::wait>()?.span)
+    } else if lookahead.peek(kw::client) {
+        (ArgName::Client, input.parse::<kw::client>()?.span)
+    } else if lookahead.peek(kw::fencing) {
+        (ArgName::Fencing, input.parse::<kw::fencing>()?.span)
+    } else if lookahead.peek(kw::watchdog) {
+        (ArgName::Watchdog, input.parse::<kw::watchdog>()?.span)
+    } else if lookahead.peek(kw::on_busy) {
+        (ArgName::OnBusy, input.parse::<kw::on_busy>()?.span)
+    } else if lookahead.peek(kw::min_hold) {
+        (ArgName::MinHold, input.parse::<kw::min_hold>()?.span)
+    } else if lookahead.peek(kw::max_hold) {
+        (ArgName::MaxHold, input.parse::<kw::max_hold>()?.span)
+    } else if lookahead.peek(Token![crate]) {
+        (ArgName::Crate, input.parse::<Token![crate]>()?.span)
+    } else if input.peek(Ident::peek_any) {
+        let ident = input.call(Ident::parse_any)?;
+        return Err(unknown_argument(&ident));
+    } else if input.peek(LitStr) {
+        return Err(
+            input.error("arguments are named: write `key = \"...\"` rather than a bare string")
+        );
+    } else {
+        return Err(lookahead.error());
+    };
+    let value = if input.peek(Token![=]) {
+        input.parse::<Token![=]>()?;
+        Some(input.parse::<Expr>()?)
+    } else {
+        None
+    };
+    Ok(Some(Arg { name, span, value }))
 }
 
 fn unknown_argument(ident: &Ident) -> syn::Error {
@@ -145,7 +196,7 @@ fn unknown_argument(ident: &Ident) -> syn::Error {
     )
 }
 
-/// Skips an unknown argument's value, whatever its shape, up to the next
+/// Skips the rest of a bad argument, whatever its shape, up to the next
 /// top-level comma, so the arguments after it still get checked.
 fn skip_value(input: ParseStream) -> syn::Result<()> {
     while !input.is_empty() && !input.peek(Token![,]) {
@@ -158,12 +209,44 @@ fn skip_value(input: ParseStream) -> syn::Result<()> {
 pub(crate) struct Config {
     /// `None` only when `key` is missing or invalid; an error was recorded.
     pub key: Option<Key>,
-    pub ttl: Duration,
-    pub wait: Option<Duration>,
+    /// `None`: the runtime's default.
+    pub ttl: Option<DurationArg>,
+    pub wait: Option<DurationArg>,
+    pub min_hold: Option<DurationArg>,
+    pub max_hold: Option<DurationArg>,
     pub client: Option<Expr>,
     pub fencing: bool,
+    pub watchdog: bool,
+    pub on_busy: OnBusy,
     /// Path to the runtime crate, `::lock_runtime` unless `crate = "..."`.
     pub krate: Path,
+}
+
+/// What a call does when the lock is held elsewhere (after any `wait`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnBusy {
+    /// Return `Err(LockError::Busy)` through the function's error type.
+    Error,
+    /// Skip the body: `Ok(None)` or `Ok(())`.
+    Skip,
+}
+
+/// A duration argument.
+pub(crate) enum DurationArg {
+    /// A string literal, parsed and checked now.
+    Literal { value: Duration, lit: LitStr },
+    /// Any other expression of type `Duration`, checked by the runtime.
+    Expr(Box<Expr>),
+}
+
+impl DurationArg {
+    #[cfg(test)]
+    pub fn literal(&self) -> Option<Duration> {
+        match self {
+            DurationArg::Literal { value, .. } => Some(*value),
+            DurationArg::Expr(_) => None,
+        }
+    }
 }
 
 /// What the lock key is made from.
@@ -179,28 +262,46 @@ impl Config {
     /// returned config is usable for further checks even when some
     /// arguments were bad (they fall back to their defaults).
     pub fn from_args(args: Args, errors: &mut Errors) -> Config {
-        let Args { args, unknown } = args;
-        if let Err(err) = unknown.finish() {
+        let Args {
+            args,
+            errors: parse_errors,
+            bare_string,
+        } = args;
+        if let Err(err) = parse_errors.finish() {
             errors.push(err);
         }
 
         let mut config = Config {
             key: None,
-            ttl: DEFAULT_TTL,
+            ttl: None,
             wait: None,
+            min_hold: None,
+            max_hold: None,
             client: None,
             fencing: false,
+            watchdog: true,
+            on_busy: OnBusy::Error,
             krate: syn::parse_quote!(::lock_runtime),
         };
         let mut seen = Vec::new();
-        let mut key_given = false;
+        let mut key_given = bare_string;
         for arg in args {
+            key_given |= arg.name == ArgName::Key;
             if !first_use(&mut seen, &arg, errors) {
                 continue;
             }
-            if arg.name == ArgName::Fencing {
-                config.fencing = fencing(arg.value.as_ref(), errors);
-                continue;
+            match arg.name {
+                ArgName::Fencing => {
+                    let on = flag(arg.name, arg.value.as_ref(), errors);
+                    config.fencing = on.unwrap_or(config.fencing);
+                    continue;
+                }
+                ArgName::Watchdog => {
+                    let on = flag(arg.name, arg.value.as_ref(), errors);
+                    config.watchdog = on.unwrap_or(config.watchdog);
+                    continue;
+                }
+                _ => {}
             }
             let Some(value) = arg.value else {
                 let name = arg.name;
@@ -212,28 +313,49 @@ impl Config {
                         name.example()
                     ),
                 );
-                key_given |= name == ArgName::Key;
                 continue;
             };
             match arg.name {
-                ArgName::Key => {
-                    key_given = true;
-                    config.key = key(value, errors);
+                ArgName::Key => config.key = key(value, errors),
+                ArgName::Ttl => config.ttl = duration_arg(value, duration::parse, errors),
+                ArgName::Wait => config.wait = duration_arg(value, duration::parse_wait, errors),
+                ArgName::MinHold => {
+                    config.min_hold = duration_arg(value, duration::parse, errors);
                 }
-                ArgName::Ttl => {
-                    if let Some(ttl) = duration_arg(&value, duration::parse_ttl, errors) {
-                        config.ttl = ttl;
+                ArgName::MaxHold => {
+                    config.max_hold = duration_arg(value, duration::parse, errors);
+                }
+                ArgName::OnBusy => {
+                    if let Some(on_busy) = on_busy(&value, errors) {
+                        config.on_busy = on_busy;
                     }
                 }
-                ArgName::Wait => config.wait = duration_arg(&value, duration::parse_wait, errors),
                 ArgName::Client => config.client = Some(value),
                 ArgName::Crate => {
                     if let Some(path) = crate_path(&value, errors) {
                         config.krate = path;
                     }
                 }
-                ArgName::Fencing => unreachable!("handled above"),
+                ArgName::Fencing | ArgName::Watchdog => unreachable!("handled above"),
             }
+        }
+        if let (
+            Some(DurationArg::Literal {
+                value: min,
+                lit: min_lit,
+            }),
+            Some(DurationArg::Literal { value: max, .. }),
+        ) = (&config.min_hold, &config.max_hold)
+            && min > max
+        {
+            errors.at(
+                min_lit.span(),
+                format!(
+                    "`min_hold` ({min:?}) is longer than `max_hold` ({max:?}): the lock cannot \
+                     be kept at least {min:?} and at most {max:?}; make `min_hold` at most \
+                     `max_hold`"
+                ),
+            );
         }
         if !key_given {
             errors.at(
@@ -247,16 +369,20 @@ impl Config {
 }
 
 /// The shared duplicate check: true the first time a name is seen,
-/// otherwise records an error at the repeated name.
-fn first_use(seen: &mut Vec<ArgName>, arg: &Arg, errors: &mut Errors) -> bool {
-    if seen.contains(&arg.name) {
-        errors.at(
+/// otherwise records an error at the repeated name, with a note at the
+/// first.
+fn first_use(seen: &mut Vec<(ArgName, Span)>, arg: &Arg, errors: &mut Errors) -> bool {
+    let name = arg.name.as_str();
+    if let Some(&(_, first)) = seen.iter().find(|(seen, _)| *seen == arg.name) {
+        errors.with_note(
             arg.span,
-            format!("duplicate `{}` argument", arg.name.as_str()),
+            format!("duplicate `{name}` argument; remove this one or the first"),
+            first,
+            format!("note: the first `{name}` argument is here"),
         );
         false
     } else {
-        seen.push(arg.name);
+        seen.push((arg.name, arg.span));
         true
     }
 }
@@ -313,20 +439,31 @@ pub(crate) fn template_span(lit: &LitStr, bytes: &std::ops::Range<usize>) -> Spa
     lit.span()
 }
 
+/// A string literal is parsed now; any other expression is passed to the
+/// runtime as a `Duration`.
 fn duration_arg(
-    value: &Expr,
+    value: Expr,
     parse: fn(&str) -> Result<Duration, String>,
     errors: &mut Errors,
-) -> Option<Duration> {
-    let Some(lit) = string_literal(value) else {
-        errors.push(syn::Error::new_spanned(
-            value,
-            "expected a duration string such as \"10s\", \"500ms\" or \"1m 30s\"",
-        ));
-        return None;
+) -> Option<DurationArg> {
+    let Some(lit) = string_literal(&value) else {
+        if let Expr::Lit(number) = ungroup(&value)
+            && matches!(number.lit, Lit::Int(_) | Lit::Float(_))
+        {
+            errors.push(syn::Error::new_spanned(
+                &value,
+                "a bare number has no unit: write a duration string such as \"10s\", \
+                 \"500ms\" or \"1m 30s\", or an expression of type `Duration`",
+            ));
+            return None;
+        }
+        return Some(DurationArg::Expr(Box::new(value)));
     };
     match parse(&lit.value()) {
-        Ok(duration) => Some(duration),
+        Ok(duration) => Some(DurationArg::Literal {
+            value: duration,
+            lit: lit.clone(),
+        }),
         Err(message) => {
             errors.at(lit.span(), message);
             None
@@ -334,20 +471,44 @@ fn duration_arg(
     }
 }
 
-fn fencing(value: Option<&Expr>, errors: &mut Errors) -> bool {
+/// `fencing`, `watchdog`: bare means `true`, or `= true` / `= false`.
+/// `None` (an error recorded) for anything else.
+fn flag(name: ArgName, value: Option<&Expr>, errors: &mut Errors) -> Option<bool> {
     let Some(value) = value else {
-        return true;
+        return Some(true);
     };
     if let Expr::Lit(lit) = ungroup(value)
         && let Lit::Bool(b) = &lit.lit
     {
-        return b.value();
+        return Some(b.value());
     }
+    let name = name.as_str();
     errors.push(syn::Error::new_spanned(
         value,
-        "`fencing` expects `true` or `false`; a bare `fencing` means `true`",
+        format!("`{name}` expects `true` or `false`; a bare `{name}` means `true`"),
     ));
-    false
+    None
+}
+
+fn on_busy(value: &Expr, errors: &mut Errors) -> Option<OnBusy> {
+    const EXPECTED: &str = "`on_busy` expects \"error\" (the default: fail with `LockError::Busy`) or \"skip\" \
+         (do not run the body: return `Ok(None)` or `Ok(())`)";
+    let Some(lit) = string_literal(value) else {
+        errors.push(syn::Error::new_spanned(value, EXPECTED));
+        return None;
+    };
+    match lit.value().as_str() {
+        "error" => Some(OnBusy::Error),
+        "skip" => Some(OnBusy::Skip),
+        other => {
+            let hint = did_you_mean(other, ["error", "skip"]);
+            errors.at(
+                lit.span(),
+                format!("unknown `on_busy` value {other:?}{hint}; {EXPECTED}"),
+            );
+            None
+        }
+    }
 }
 
 fn crate_path(value: &Expr, errors: &mut Errors) -> Option<Path> {
@@ -400,13 +561,19 @@ mod tests {
         all.remove(0)
     }
 
+    fn literal(arg: &Option<DurationArg>) -> Option<Duration> {
+        arg.as_ref().and_then(DurationArg::literal)
+    }
+
     #[test]
     fn defaults() {
         let c = config(quote!(key = "k")).unwrap();
-        assert_eq!(c.ttl, Duration::from_secs(30));
-        assert_eq!(c.wait, None);
+        assert!(c.ttl.is_none(), "the runtime's default");
+        assert!(c.wait.is_none() && c.min_hold.is_none() && c.max_hold.is_none());
         assert!(c.client.is_none());
         assert!(!c.fencing);
+        assert!(c.watchdog);
+        assert_eq!(c.on_busy, OnBusy::Error);
         let krate = &c.krate;
         assert_eq!(
             quote!(#krate).to_string(),
@@ -422,16 +589,39 @@ mod tests {
             wait = "2s",
             client = self.locks.clone(),
             fencing,
+            watchdog = false,
+            on_busy = "skip",
+            min_hold = "30s",
+            max_hold = "10m",
             crate = "my::rt",
         ))
         .unwrap();
         assert!(matches!(c.key, Some(Key::Template { .. })));
-        assert_eq!(c.ttl, Duration::from_secs(90));
-        assert_eq!(c.wait, Some(Duration::from_secs(2)));
+        assert_eq!(literal(&c.ttl), Some(Duration::from_secs(90)));
+        assert_eq!(literal(&c.wait), Some(Duration::from_secs(2)));
+        assert_eq!(literal(&c.min_hold), Some(Duration::from_secs(30)));
+        assert_eq!(literal(&c.max_hold), Some(Duration::from_secs(600)));
         assert!(c.client.is_some());
         assert!(c.fencing);
+        assert!(!c.watchdog);
+        assert_eq!(c.on_busy, OnBusy::Skip);
         let krate = &c.krate;
         assert_eq!(quote!(#krate).to_string(), quote!(my::rt).to_string());
+    }
+
+    #[test]
+    fn durations_may_be_expressions() {
+        let c = config(quote!(
+            key = "k",
+            ttl = TTL,
+            wait = config.wait,
+            min_hold = Duration::from_secs(1),
+            max_hold = max()
+        ))
+        .unwrap();
+        for arg in [&c.ttl, &c.wait, &c.min_hold, &c.max_hold] {
+            assert!(matches!(arg, Some(DurationArg::Expr(_))));
+        }
     }
 
     #[test]
@@ -441,11 +631,41 @@ mod tests {
     }
 
     #[test]
-    fn fencing_forms() {
+    fn flag_forms() {
         assert!(config(quote!(key = "k", fencing = true)).unwrap().fencing);
         assert!(!config(quote!(key = "k", fencing = false)).unwrap().fencing);
+        assert!(config(quote!(key = "k", watchdog)).unwrap().watchdog);
+        assert!(
+            !config(quote!(key = "k", watchdog = false))
+                .unwrap()
+                .watchdog
+        );
         let e = one_error(quote!(key = "k", fencing = "yes"));
-        assert!(e.contains("expects `true` or `false`"), "{e}");
+        assert!(e.contains("`fencing` expects `true` or `false`"), "{e}");
+        let e = one_error(quote!(key = "k", watchdog = 0));
+        assert!(e.contains("`watchdog` expects `true` or `false`"), "{e}");
+    }
+
+    #[test]
+    fn on_busy_values() {
+        let c = config(quote!(key = "k", on_busy = "error")).unwrap();
+        assert_eq!(c.on_busy, OnBusy::Error);
+        let e = one_error(quote!(key = "k", on_busy = "skp"));
+        assert!(e.contains("(did you mean `skip`?)"), "{e}");
+        let e = one_error(quote!(key = "k", on_busy = skip));
+        assert!(e.contains("expects \"error\""), "{e}");
+    }
+
+    #[test]
+    fn min_hold_longer_than_max_hold() {
+        let e = one_error(quote!(key = "k", min_hold = "30s", max_hold = "10s"));
+        assert!(
+            e.contains("`min_hold` (30s) is longer than `max_hold` (10s)"),
+            "{e}"
+        );
+        assert!(config(quote!(key = "k", min_hold = "10s", max_hold = "10s")).is_ok());
+        // Not both literals: the runtime checks.
+        assert!(config(quote!(key = "k", min_hold = "30s", max_hold = MAX)).is_ok());
     }
 
     #[test]
@@ -477,38 +697,51 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("`key`, `ttl`, `wait`, `client`, `fencing`, `crate`"),
+            e.contains(
+                "`key`, `ttl`, `wait`, `client`, `fencing`, `watchdog`, `on_busy`, `min_hold`, \
+                 `max_hold`, `crate`"
+            ),
             "{e}"
         );
     }
 
     #[test]
     fn unknown_argument_of_any_shape_is_skipped() {
-        let all = errors(quote!(skip(a, b), key = "k", retries = 3 + 4, ttl = "0s"));
+        let all = errors(quote!(skip(a, b), key = "k", retries = 3 + 4, ttl = "x"));
         assert_eq!(all.len(), 3, "{all:?}");
         assert!(all[0].contains("unknown argument `skip`"));
         assert!(all[1].contains("unknown argument `retries`"));
-        assert!(all[2].contains("greater than zero"));
+        assert!(all[2].contains("invalid duration"));
     }
 
     #[test]
-    fn duplicates_are_reported_for_every_argument() {
-        for name in ["key", "ttl", "wait", "client", "fencing", "crate"] {
+    fn duplicates_are_reported_for_every_argument_with_a_note() {
+        for name in ArgName::ALL.map(ArgName::as_str) {
             let arg: proc_macro2::TokenStream = match name {
                 "key" => quote!(key = "a"),
-                "ttl" => quote!(ttl = "1s"),
-                "wait" => quote!(wait = "1s"),
                 "client" => quote!(client = c),
                 "fencing" => quote!(fencing),
-                _ => quote!(crate = "x"),
+                "watchdog" => quote!(watchdog),
+                "on_busy" => quote!(on_busy = "skip"),
+                "crate" => quote!(crate = "x"),
+                _ => {
+                    let name = Ident::new(name, Span::call_site());
+                    quote!(#name = "1s")
+                }
             };
             let tokens = if name == "key" {
                 quote!(#arg, #arg)
             } else {
                 quote!(key = "k", #arg, #arg)
             };
-            let e = one_error(tokens);
-            assert_eq!(e, format!("duplicate `{name}` argument"));
+            let all = errors(tokens);
+            assert_eq!(
+                all,
+                [
+                    format!("duplicate `{name}` argument; remove this one or the first"),
+                    format!("note: the first `{name}` argument is here"),
+                ]
+            );
         }
     }
 
@@ -516,9 +749,21 @@ mod tests {
     fn bad_durations() {
         assert!(one_error(quote!(key = "k", ttl = "10")).contains("time unit needed"));
         assert!(one_error(quote!(key = "k", ttl = "-1s")).contains("negative"));
-        assert!(one_error(quote!(key = "k", ttl = "0ms")).contains("greater than zero"));
         assert!(one_error(quote!(key = "k", wait = "2h")).contains("almost surely a typo"));
-        assert!(one_error(quote!(key = "k", ttl = 10)).contains("expected a duration string"));
+        assert!(one_error(quote!(key = "k", min_hold = "x")).contains("invalid duration"));
+        assert!(one_error(quote!(key = "k", ttl = 10)).contains("a bare number has no unit"));
+        assert!(one_error(quote!(key = "k", wait = 1.5)).contains("a bare number has no unit"));
+        // The TTL's range is the runtime's, checked in a `const` by the expansion.
+        assert!(config(quote!(key = "k", ttl = "0ms")).is_ok());
+    }
+
+    #[test]
+    fn overflowing_durations_are_errors_not_panics() {
+        for arg in ["ttl", "wait", "min_hold", "max_hold"] {
+            let name = Ident::new(arg, Span::call_site());
+            let e = one_error(quote!(key = "k", #name = "18446744073709551615s 1000ms"));
+            assert!(e.contains("too large"), "{arg}: {e}");
+        }
     }
 
     #[test]
@@ -542,17 +787,22 @@ mod tests {
     }
 
     #[test]
-    fn bare_string_is_a_syntax_error() {
+    fn bare_string_is_an_error() {
         let e = one_error(quote!("order:{id}"));
         assert!(e.contains("write `key = \"...\"`"), "{e}");
     }
 
     #[test]
-    fn syntax_errors_are_fatal() {
+    fn syntax_errors_keep_the_errors_before_and_after_them() {
         let e = one_error(quote!(key = "k" ttl = "1s"));
         assert_eq!(e, "expected `,`");
         let e = one_error(quote!(key = "k", 42));
         assert!(e.starts_with("expected one of: `key`"), "{e}");
+        let all = errors(quote!(tll = "1s", key = "k", wait = = 3, fencing = 1));
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(all[0].contains("unknown argument `tll`"), "{all:?}");
+        assert!(all[1].contains("expected an expression"), "{all:?}");
+        assert!(all[2].contains("`fencing` expects"), "{all:?}");
     }
 
     #[test]

@@ -9,6 +9,10 @@ use std::time::Duration;
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60 * 60);
 
 /// Parses a human-readable duration. Pure: the caller attaches the span.
+///
+/// The range of a `ttl` is not checked here: the expansion checks a literal
+/// TTL in a `const` against the runtime's own limits, so there is one copy
+/// of them.
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -19,26 +23,21 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     if trimmed.starts_with('-') {
         return Err(format!("durations cannot be negative, found {text:?}"));
     }
-    humantime::parse_duration(trimmed).map_err(|err| {
-        format!("invalid duration {text:?}: {err}; write e.g. \"10s\", \"500ms\" or \"1m 30s\"")
-    })
-}
-
-/// Parses a `ttl`: a duration of at least one millisecond, the resolution
-/// Redis expiries have.
-pub(crate) fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let ttl = parse(text)?;
-    if ttl.is_zero() {
-        return Err(
-            "`ttl` must be greater than zero: a lock that expires at once protects nothing".into(),
-        );
+    // humantime 2.4.0 panics instead of reporting an overflow when the
+    // nanoseconds carry into a full `u64::MAX` seconds (it tests
+    // `nsec > 1_000_000_000` where `>=` is needed, then calls
+    // `Duration::new`). A panic would take the whole function out of the
+    // build, so it is contained and reported like any other overflow.
+    let parsed = std::panic::catch_unwind(|| humantime::parse_duration(trimmed));
+    match parsed {
+        Ok(Ok(duration)) => Ok(duration),
+        Ok(Err(err)) => Err(format!(
+            "invalid duration {text:?}: {err}; write e.g. \"10s\", \"500ms\" or \"1m 30s\""
+        )),
+        Err(_) => Err(format!(
+            "invalid duration {text:?}: the total is too large for a `Duration`"
+        )),
     }
-    if ttl < Duration::from_millis(1) {
-        return Err(format!(
-            "`ttl` must be at least 1ms (Redis expiries have millisecond resolution), found {text:?}"
-        ));
-    }
-    Ok(ttl)
 }
 
 /// Parses a `wait`: zero means "try once", and anything over [`MAX_WAIT`]
@@ -110,11 +109,19 @@ mod tests {
     }
 
     #[test]
-    fn ttl_must_be_positive() {
-        assert!(parse_ttl("0s").unwrap_err().contains("greater than zero"));
-        assert!(parse_ttl("0").unwrap_err().contains("greater than zero"));
-        assert!(parse_ttl("999us").unwrap_err().contains("at least 1ms"));
-        assert_eq!(parse_ttl("1ms"), Ok(Duration::from_millis(1)));
+    fn humantime_carry_overflow_is_an_error_not_a_panic() {
+        for text in [
+            "18446744073709551615s 1000ms",
+            "18446744073709551615s 999ms 1000us",
+            "18446744073709551614s 1000ms 1000ms",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains("too large"), "{text}: {err}");
+        }
+        assert_eq!(
+            parse("18446744073709551614s 1000ms"),
+            Ok(Duration::new(u64::MAX, 0))
+        );
     }
 
     #[test]

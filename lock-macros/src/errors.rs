@@ -1,19 +1,21 @@
-//! Collecting errors, so one build shows every problem with an attribute.
+//! Collecting errors, so one build shows every problem with an attribute,
+//! in the order they appear in the source.
 
 use std::fmt::Display;
 
 use proc_macro2::Span;
 
-/// An accumulator of `syn::Error`s, merged with [`syn::Error::combine`].
+/// An accumulator of `syn::Error`s. [`finish`](Errors::finish) sorts them
+/// by position and merges them with [`syn::Error::combine`].
 #[derive(Default)]
-pub(crate) struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Vec<(Span, syn::Error)>);
 
 impl Errors {
-    /// Adds an error.
+    /// Adds an error, ordered by where it points.
     pub fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
+        // One entry per message: a combined error keeps its own order.
+        for single in error {
+            self.0.push((single.span(), single));
         }
     }
 
@@ -22,9 +24,37 @@ impl Errors {
         self.push(syn::Error::new(span, message));
     }
 
-    /// `Err` with everything collected, or `Ok` if nothing was.
+    /// Adds an error at `span` followed by a note at `note_span`, kept
+    /// together (ordered by `span`), since the compiler cannot attach a real
+    /// note to a macro's error.
+    pub fn with_note(
+        &mut self,
+        span: Span,
+        message: impl Display,
+        note_span: Span,
+        note: impl Display,
+    ) {
+        let mut error = syn::Error::new(span, message);
+        error.combine(syn::Error::new(note_span, note));
+        self.0.push((span, error));
+    }
+
+    /// `Err` with everything collected, in source order, or `Ok` if nothing was.
     pub fn finish(self) -> syn::Result<()> {
-        self.0.map_or(Ok(()), Err)
+        let mut all = self.0;
+        // Stable: errors at the same place keep the order they were found in.
+        all.sort_by_key(|(span, _)| {
+            let start = span.start();
+            (start.line, start.column)
+        });
+        let mut errors = all.into_iter().map(|(_, e)| e);
+        let Some(mut first) = errors.next() else {
+            return Ok(());
+        };
+        for error in errors {
+            first.combine(error);
+        }
+        Err(first)
     }
 }
 
@@ -76,6 +106,15 @@ pub(crate) fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
 mod tests {
     use super::*;
 
+    fn messages(errors: Errors) -> Vec<String> {
+        errors
+            .finish()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
     #[test]
     fn edit_distances() {
         assert_eq!(edit_distance("ttl", "ttl"), 0);
@@ -93,18 +132,23 @@ mod tests {
     }
 
     #[test]
-    fn errors_are_combined_in_order() {
+    fn errors_at_the_same_place_keep_their_order() {
         let mut errors = Errors::default();
         assert!(Errors::default().finish().is_ok());
         errors.at(Span::call_site(), "first");
         errors.at(Span::call_site(), "second");
-        let all: Vec<String> = errors
-            .finish()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
-        assert_eq!(all, ["first", "second"]);
+        assert_eq!(messages(errors), ["first", "second"]);
+    }
+
+    #[test]
+    fn errors_come_out_in_source_order() {
+        let tokens: proc_macro2::TokenStream = "a\nb\nc".parse().unwrap();
+        let spans: Vec<Span> = tokens.into_iter().map(|t| t.span()).collect();
+        let mut errors = Errors::default();
+        errors.at(spans[2], "c");
+        errors.at(spans[0], "a");
+        errors.with_note(spans[1], "b", spans[0], "note on a");
+        assert_eq!(messages(errors), ["a", "b", "note on a", "c"]);
     }
 
     #[test]

@@ -1,16 +1,19 @@
-//! From the validated arguments and the parsed function to the output.
+//! Code generation: from the validated arguments, the parsed function and
+//! the resolved key to the output. The steps before it, run by `entry`
+//! (parse in `attr` and `item`, model in `attr::Config` and `item::Shape`,
+//! validate in `resolve`), have recorded every error; nothing here can fail.
 //!
 //! The expansion stays thin: it builds the key and the options, then hands
 //! the body, as a future, to one runtime function:
 //!
 //! ```text
 //! async fn settle(id: u64) -> Result<Receipt, AppError> {   // the user's tokens
-//!     let __lock_spec = ::lock_runtime::__private::Spec {
-//!         key: ::lock_runtime::__private::format!("order:{}", id),
-//!         ttl: ::core::time::Duration::from_millis(10000u64),
-//!         wait: ::core::option::Option::None,
-//!         fencing: false,
-//!     };
+//!     // For a literal TTL: the runtime's own limits, checked at compile time.
+//!     const _: () = match ::lock_runtime::__private::ttl_problem(..) { .. };
+//!     let __lock_spec = ::lock_runtime::__private::Spec::new(
+//!         ::lock_runtime::__private::format!("order:{}", id),
+//!     )
+//!     .ttl(::core::time::Duration::from_millis(10000u64));
 //!     let __lock_client = ::lock_runtime::__private::global_client();
 //!     // Spanned at `Result` in the signature: a bad return type fails here.
 //!     ::lock_runtime::__private::assert_lock_result::<Result<Receipt, AppError>>();
@@ -31,451 +34,126 @@
 //! }
 //! ```
 //!
-//! The `__lock_*` locals have mixed-site hygiene. For a function
-//! `#[async_trait]` already rewrote (a plain `fn` ending in
-//! `Box::pin(async move { .. })`), the same code goes inside that async
-//! block instead, around its contents.
+//! The `__lock_*` locals have mixed-site hygiene. The user's braces around
+//! the body are given the expansion's context, so a one-line body does not
+//! look like a redundant block to `unused_braces`. For the other shapes, see
+//! [`Shape`]: a `fn` returning a future gets the same setup before its
+//! statements and its async block passed to `run_locked`; an `#[async_trait]`
+//! function gets it inside its async block, after the rebindings.
 
 use std::time::Duration;
 
-use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, LitStr, Member, ReturnType, Type};
+use syn::{Expr, Stmt};
 
-use crate::attr::{Args, Config, Key, template_span};
-use crate::errors::{Errors, did_you_mean, list};
+use crate::async_trait;
+use crate::attr::{Config, DurationArg, OnBusy};
 use crate::item::{Body, LockedFn, Params, Shape};
-use crate::template::{Placeholder, Segment, escape_format};
+use crate::output::{Output, respan};
+use crate::resolve::{KeyExpr, Scope};
 
-/// The whole macro on `proc_macro2` types. On any error the item is
-/// emitted unchanged next to the errors, so the function keeps existing
-/// for the rest of the crate (and for rust-analyzer), and the user sees our
-/// errors rather than a cascade about a missing function.
-pub(crate) fn distributed_lock(args: TokenStream, item: TokenStream) -> TokenStream {
-    match expand(args, item.clone()) {
-        Ok(tokens) => tokens,
-        Err(err) => {
-            let mut tokens = item;
-            tokens.extend(err.into_compile_error());
-            tokens
-        }
-    }
-}
-
-fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let mut errors = Errors::default();
-    let config = match syn::parse2::<Args>(args) {
-        Ok(args) => Some(Config::from_args(args, &mut errors)),
-        Err(err) => {
-            errors.push(err);
-            None
-        }
-    };
-    let func = match syn::parse2::<LockedFn>(item) {
-        Ok(func) => Some(func),
-        Err(err) => {
-            errors.push(err);
-            None
-        }
-    };
-    let shape = func.as_ref().and_then(|func| Shape::of(func, &mut errors));
-    let key = match (&config, &func) {
-        (Some(config), Some(func)) => config
-            .key
-            .as_ref()
-            .and_then(|key| key_expr(key, func, &config.krate, &mut errors)),
-        _ => None,
-    };
-    errors.finish()?;
-    match (config, func, shape, key) {
-        (Some(config), Some(func), Some(shape), Some(key)) => {
-            Ok(generate(&config, func, shape, &key))
-        }
-        _ => unreachable!("every missing piece recorded an error"),
-    }
-}
-
-/// The expression giving the key `String`.
-fn key_expr(
-    key: &Key,
-    func: &LockedFn,
-    krate: &syn::Path,
-    errors: &mut Errors,
-) -> Option<TokenStream> {
-    match key {
-        Key::Expr(expr) => Some(quote! {
-            #krate::__private::format!("{}", #expr)
-        }),
-        Key::Template { lit, template } => {
-            let params = Params::of(&func.sig);
-            let mut format = String::new();
-            let mut args = Vec::new();
-            let mut ok = true;
-            for segment in &template.segments {
-                match segment {
-                    Segment::Text(text) => format.push_str(&escape_format(text)),
-                    Segment::Placeholder(placeholder) => {
-                        format.push_str("{}");
-                        match placeholder_expr(placeholder, lit, &params, &func.sig.ident) {
-                            Ok(arg) => args.push(arg),
-                            Err(err) => {
-                                errors.push(err);
-                                ok = false;
-                            }
-                        }
-                    }
-                }
-            }
-            if !ok {
-                return None;
-            }
-            if args.is_empty() {
-                // No placeholders: the unescaped text is the key.
-                let text = LitStr::new(&template_text(&template.segments), lit.span());
-                return Some(quote!(::core::convert::From::from(#text)));
-            }
-            // The format string is ours, not the user's: spanned at the call
-            // site so lints about format strings leave it alone.
-            let format = LitStr::new(&format, Span::call_site());
-            Some(quote! {
-                #krate::__private::format!(#format, #(#args),*)
-            })
-        }
-    }
-}
-
-fn template_text(segments: &[Segment]) -> String {
-    segments
-        .iter()
-        .map(|s| match s {
-            Segment::Text(text) => text.as_str(),
-            Segment::Placeholder(_) => unreachable!("only called without placeholders"),
-        })
-        .collect()
-}
-
-/// `order.id` for `{order.id}`, checked against the parameters and spanned
-/// at the template, so a missing `Display` impl points there.
-fn placeholder_expr(
-    placeholder: &Placeholder,
-    lit: &LitStr,
-    params: &Params,
-    fn_name: &Ident,
-) -> syn::Result<TokenStream> {
-    let span = template_span(lit, &placeholder.bytes);
-    // As the user wrote it, brackets and spacing included.
-    let written = lit.value()[placeholder.bytes.clone()].to_owned();
-    let root = if placeholder.root == "self" {
-        if params.receiver.is_none() {
-            return Err(syn::Error::new(
-                span,
-                format!(
-                    "placeholder `{written}` uses `self`, but `{fn_name}` has no `self` \
-                     parameter: it is not a method"
-                ),
-            ));
-        }
-        quote_spanned!(span=> self)
-    } else {
-        let wanted = placeholder
-            .root
-            .strip_prefix("r#")
-            .unwrap_or(&placeholder.root);
-        let same = |ident: &&Ident| syn::ext::IdentExt::unraw(*ident) == wanted;
-        if let Some(param) = params.named.iter().find(same) {
-            let mut ident = param.clone();
-            ident.set_span(span);
-            ident.into_token_stream()
-        } else if params.destructured.iter().any(|ident| same(&ident)) {
-            return Err(syn::Error::new(
-                span,
-                format!(
-                    "placeholder `{written}` names `{wanted}`, which is bound inside a \
-                     destructuring pattern of `{fn_name}`; placeholders can only name a whole \
-                     parameter: give the parameter a name and reach into it with a field path, \
-                     as in `{{order.id}}` or `{{pair.0}}`"
-                ),
-            ));
-        } else {
-            return Err(unknown_placeholder(&written, wanted, span, params, fn_name));
-        }
-    };
-    let mut fields = Vec::new();
-    for field in &placeholder.fields {
-        let member = if field.bytes().all(|b| b.is_ascii_digit()) {
-            field
-                .parse::<u32>()
-                .ok()
-                .map(|index| Member::Unnamed(syn::Index { index, span }))
-        } else {
-            syn::parse_str::<Ident>(field).ok().map(|mut ident| {
-                ident.set_span(span);
-                Member::Named(ident)
-            })
-        };
-        let Some(member) = member else {
-            return Err(syn::Error::new(
-                span,
-                format!("placeholder `{written}`: `{field}` is not a valid field name"),
-            ));
-        };
-        fields.push(member);
-    }
-    Ok(quote_spanned!(span=> #root #(. #fields)*))
-}
-
-fn unknown_placeholder(
-    written: &str,
-    wanted: &str,
-    span: Span,
-    params: &Params,
-    fn_name: &Ident,
-) -> syn::Error {
-    let mut names: Vec<String> = Vec::new();
-    if params.receiver.is_some() {
-        names.push("self".to_owned());
-    }
-    names.extend(
-        params
-            .named
-            .iter()
-            .map(|i| syn::ext::IdentExt::unraw(i).to_string()),
-    );
-    let hint = did_you_mean(wanted, names.iter().map(String::as_str));
-    let available = if names.is_empty() {
-        format!("`{fn_name}` has no parameters a key can use")
-    } else {
-        format!(
-            "the parameters are {}",
-            list(names.iter().map(String::as_str))
-        )
-    };
-    syn::Error::new(
-        span,
-        format!(
-            "placeholder `{written}` does not name a parameter of `{fn_name}`{hint}; {available}"
-        ),
-    )
-}
-
-/// Gives every token of `tokens` the span `span`.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut tree| {
-            if let TokenTree::Group(group) = &tree {
-                let mut new = Group::new(group.delimiter(), respan(group.stream(), span));
-                new.set_span(span);
-                tree = TokenTree::Group(new);
-            } else {
-                tree.set_span(span);
-            }
-            tree
-        })
-        .collect()
-}
-
-fn duration(d: Duration) -> TokenStream {
+fn duration(d: Duration, span: Span) -> TokenStream {
     match u64::try_from(d.as_millis()) {
         Ok(millis) if d.subsec_nanos().is_multiple_of(1_000_000) => {
-            quote!(::core::time::Duration::from_millis(#millis))
+            quote_spanned!(span=> ::core::time::Duration::from_millis(#millis))
         }
         _ => {
             let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-            quote!(::core::time::Duration::new(#secs, #nanos))
+            quote_spanned!(span=> ::core::time::Duration::new(#secs, #nanos))
         }
     }
 }
 
-/// The return type, for checking it and for typing the body's future.
-struct Output {
-    /// The type as written, with `impl Trait` replaced by `_`.
-    ty: TokenStream,
-    /// Where errors about it point: the type's name (`Result` in
-    /// `io::Result<u8>`). A single token, because the compiler merges
-    /// identical errors only at identical spans, and a span covering several
-    /// tokens cannot be made on stable.
-    span: Span,
-    /// Whether `ty` names the type completely (no `_`), so it can be
-    /// checked with `assert_lock_result::<ty>()`.
-    complete: bool,
-}
-
-impl Output {
-    fn new(ty: &Type) -> Output {
-        let (ty_tokens, complete) = erase_impl_trait(ty);
-        Output {
-            ty: ty_tokens,
-            span: name_span(ty),
-            complete,
-        }
-    }
-
-    /// The type with every token at `self.span`, for the checks: the
-    /// assertion and the `run_locked` call then fail at the same span and
-    /// the user sees one error.
-    fn checked_ty(&self) -> TokenStream {
-        respan(self.ty.clone(), self.span)
-    }
-
-    fn of_fn(output: &ReturnType, fn_name: &Ident) -> Output {
-        match output {
-            ReturnType::Type(_, ty) => Output::new(ty),
-            ReturnType::Default => Output {
-                ty: quote_spanned!(fn_name.span()=> ()),
-                span: fn_name.span(),
-                complete: true,
-            },
-        }
-    }
-}
-
-fn name_span(ty: &Type) -> Span {
-    match ty {
-        Type::Path(path) => path
-            .path
-            .segments
-            .last()
-            .map_or_else(|| ty.span(), |s| s.ident.span()),
-        Type::Group(group) => name_span(&group.elem),
-        Type::Paren(paren) => name_span(&paren.elem),
-        _ => ty.span(),
-    }
-}
-
-/// `impl Trait` cannot be named in a function body; `_` lets the compiler
-/// infer it. Returns the tokens and whether nothing was erased.
-fn erase_impl_trait(ty: &Type) -> (TokenStream, bool) {
-    let mut complete = true;
-    let tokens = erase_in(ty.to_token_stream(), &mut complete);
-    (tokens, complete)
-}
-
-fn erase_in(tokens: TokenStream, complete: &mut bool) -> TokenStream {
-    // Works on tokens: an `impl` runs until a `,`, `>`, `)`, `]` or `;` at
-    // the same nesting depth (angle brackets counted by hand, since they are
-    // not groups).
-    let mut out = Vec::new();
-    let mut iter = tokens.into_iter().peekable();
-    while let Some(tree) = iter.next() {
-        match tree {
-            TokenTree::Ident(ident) if ident == "impl" => {
-                *complete = false;
-                let mut depth = 0usize;
-                let mut after_dash = false;
-                while let Some(next) = iter.peek() {
-                    if let TokenTree::Punct(p) = next {
-                        match p.as_char() {
-                            // The `>` of `->` in `impl Fn() -> T` closes nothing.
-                            '>' if after_dash => {}
-                            '<' => depth += 1,
-                            '>' if depth > 0 => depth -= 1,
-                            ',' | '>' | ';' if depth == 0 => break,
-                            _ => {}
-                        }
-                        after_dash = p.as_char() == '-';
-                    } else {
-                        after_dash = false;
-                    }
-                    iter.next();
-                }
-                out.push(TokenTree::Ident(Ident::new("_", ident.span())));
-            }
-            TokenTree::Group(group) => {
-                let mut new = Group::new(group.delimiter(), erase_in(group.stream(), complete));
-                new.set_span(group.span());
-                out.push(TokenTree::Group(new));
-            }
-            other => out.push(other),
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// `#[async_trait]` moves each argument into its future with `let id = id;`. The key is
-/// built from the arguments before that, so an argument used only in the key would leave
-/// the rebinding unused and warn. Mark the rebindings the key reads as used, right after
-/// them, and leave every other warning to the user.
-fn mark_key_bindings_used(block: &syn::Block, key: &TokenStream) -> syn::Block {
-    fn rebound(stmt: &syn::Stmt) -> Option<&Ident> {
-        let syn::Stmt::Local(local) = stmt else {
-            return None;
+/// A literal TTL checked against the runtime's limits at compile time, by
+/// the runtime's own `const fn`: an out-of-range TTL fails to build, with
+/// the runtime's message, at the literal.
+fn ttl_check(krate: &syn::Path, ttl: Duration, span: Span) -> TokenStream {
+    let ttl = duration(ttl, span);
+    let krate = respan(krate.to_token_stream(), span);
+    quote_spanned! {span=>
+        const _: () = match #krate::__private::ttl_problem(#ttl) {
+            ::core::option::Option::Some(problem) => ::core::panic!("{}", problem),
+            ::core::option::Option::None => (),
         };
-        let init = local.init.as_ref()?;
-        let (syn::Pat::Ident(pat), Expr::Path(_)) = (&local.pat, &*init.expr) else {
-            return None;
-        };
-        Some(&pat.ident)
     }
-    fn idents(tokens: TokenStream, out: &mut Vec<String>) {
-        for tree in tokens {
-            match tree {
-                TokenTree::Ident(ident) => out.push(ident.to_string()),
-                TokenTree::Group(group) => idents(group.stream(), out),
-                _ => {}
-            }
-        }
-    }
-    let mut in_key = Vec::new();
-    idents(key.clone(), &mut in_key);
-    let mut block = block.clone();
-    // async-trait's prelude: a typing `if let`, then the rebindings, then
-    // `let __ret = { body };`, whose initialiser is not a path.
-    let prelude = block
-        .stmts
-        .iter()
-        .position(|s| matches!(s, syn::Stmt::Local(_)) && rebound(s).is_none())
-        .unwrap_or(0);
-    let touches: Vec<syn::Stmt> = block.stmts[..prelude]
-        .iter()
-        .filter_map(rebound)
-        .filter(|ident| in_key.contains(&ident.to_string()))
-        .map(|ident| syn::parse_quote!(let _ = &#ident;))
-        .collect();
-    block.stmts.splice(prelude..prelude, touches);
-    block
 }
 
-fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) -> TokenStream {
-    let LockedFn { head, sig, body } = func;
+/// What goes before the locked call: the compile-time checks, the spec, the
+/// client and the return type assertion.
+struct Setup {
+    stmts: TokenStream,
+    /// `run_locked::<R, _>` or `run_or_skip::<R, _>`.
+    run: TokenStream,
+    /// Where the call is spanned: the return type.
+    call_span: Span,
+    /// The statement that fixes the body's output type, if it is known.
+    typing: Option<TokenStream>,
+}
+
+fn setup(config: &Config, output: Option<&Output>, scope: &Scope, key: &KeyExpr) -> Setup {
     let krate = &config.krate;
-    // Generated locals live in their own hygiene context: a user parameter
-    // or body variable called `spec` or `__lock_spec` cannot see or shadow them.
     let spec = format_ident!("__lock_spec", span = Span::mixed_site());
     let client = format_ident!("__lock_client", span = Span::mixed_site());
     let ret = format_ident!("__lock_ret", span = Span::mixed_site());
 
-    let ttl = duration(config.ttl);
-    let wait = match config.wait {
-        Some(wait) => {
-            let wait = duration(wait);
-            quote!(::core::option::Option::Some(#wait))
-        }
-        None => quote!(::core::option::Option::None),
-    };
-    let fencing = config.fencing;
+    let mut checks = TokenStream::new();
+    let mut options = TokenStream::new();
+    for (name, arg) in [
+        ("ttl", &config.ttl),
+        ("wait", &config.wait),
+        ("min_hold", &config.min_hold),
+        ("max_hold", &config.max_hold),
+    ] {
+        let Some(arg) = arg else { continue };
+        let method = format_ident!("{name}");
+        let (value, span) = match arg {
+            DurationArg::Literal { value, lit } => {
+                if name == "ttl" {
+                    checks.extend(ttl_check(krate, *value, lit.span()));
+                }
+                (duration(*value, lit.span()), lit.span())
+            }
+            DurationArg::Expr(expr) => (scope.expr(expr), expr.span()),
+        };
+        options.extend(quote_spanned!(span=> .#method(#value)));
+    }
+    if config.fencing {
+        options.extend(quote!(.fencing(true)));
+    }
+    if !config.watchdog {
+        options.extend(quote!(.watchdog(false)));
+    }
+    let key = key.tokens(krate);
     let client_expr = match &config.client {
-        Some(expr) => quote!(#krate::__private::client(#expr)),
+        // Borrowed, so an owned `LockClient` parameter stays usable in the
+        // body; spanned at the expression, so a wrong type is reported there.
+        Some(expr) => {
+            let value = scope.expr(expr);
+            let path = respan(quote!(#krate::__private::client), expr.span());
+            quote_spanned!(expr.span()=> #path(&(#value)))
+        }
         None => quote!(#krate::__private::global_client()),
     };
 
-    let output = match &shape {
-        Shape::Async => Some(Output::of_fn(&sig.output, &sig.ident)),
-        Shape::ReturnsAsyncBlock(tail) => tail.output.as_ref().map(Output::new),
+    let (assert_fn, run_fn) = match config.on_busy {
+        OnBusy::Error => (quote!(assert_lock_result), quote!(run_locked)),
+        OnBusy::Skip => (quote!(assert_skip_result), quote!(run_or_skip)),
     };
-    // The check the runtime's `LockResult` diagnostic hangs on, spanned at
-    // the return type so that is where a non-`Result` return is reported.
-    let assertion = output.as_ref().filter(|o| o.complete).map(|output| {
+    // The check the runtime's diagnostics hang on, spanned at the return
+    // type so that is where a wrong return type is reported.
+    let assertion = output.filter(|o| o.complete).map(|output| {
         let krate = respan(krate.to_token_stream(), output.span);
+        let assert_fn = respan(assert_fn.clone(), output.span);
         let ty = output.checked_ty();
         quote_spanned! {output.span=>
-            #krate::__private::assert_lock_result::<#ty>();
+            #krate::__private::#assert_fn::<#ty>();
         }
     });
     // Pins the output type of the body's async block before the body is
     // checked, so `?` converts errors into the declared error type.
-    let typing = output.as_ref().map(|output| {
+    let typing = output.map(|output| {
         let ty = &output.ty;
         quote! {
             if let ::core::option::Option::Some(#ret) = ::core::option::Option::None::<#ty> {
@@ -483,14 +161,14 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
             }
         }
     });
-    // `run_locked` has the same `LockResult` bound as the assertion. Given
-    // the same type, written with the same tokens, the compiler reports a
-    // wrong return type once, at the return type, rather than once more at
-    // the attribute.
-    let call_span = output.as_ref().map_or_else(Span::call_site, |o| o.span);
-    let run_locked = {
-        let path = respan(quote!(#krate::__private::run_locked), call_span);
-        match &output {
+    // The run function has the same bound as the assertion. Given the same
+    // type, written with the same tokens, the compiler reports a wrong
+    // return type once, at the return type, rather than once more at the
+    // attribute.
+    let call_span = output.map_or_else(Span::call_site, |o| o.span);
+    let run = {
+        let path = respan(quote!(#krate::__private::#run_fn), call_span);
+        match output {
             Some(output) if output.complete => {
                 let ty = output.checked_ty();
                 quote_spanned!(call_span=> #path::<#ty, _>)
@@ -498,22 +176,51 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
             _ => path,
         }
     };
-    let locked_call = |future: TokenStream| {
-        quote_spanned! {call_span=>
-            #run_locked(#client, #spec, #future).await
-        }
-    };
-    let prelude = quote! {
-        let #spec = #krate::__private::Spec {
-            key: #key,
-            ttl: #ttl,
-            wait: #wait,
-            fencing: #fencing,
-        };
+    let stmts = quote! {
+        #checks
+        let #spec = #krate::__private::Spec::new(#key) #options;
         let #client = #client_expr;
         #assertion
     };
+    Setup {
+        stmts,
+        run,
+        call_span,
+        typing,
+    }
+}
 
+impl Setup {
+    /// `run_locked::<R, _>(__lock_client, __lock_spec, future)`, awaited or
+    /// not, all at the return type's span.
+    fn call(&self, future: TokenStream, awaited: bool) -> TokenStream {
+        let spec = format_ident!("__lock_spec", span = Span::mixed_site());
+        let client = format_ident!("__lock_client", span = Span::mixed_site());
+        let run = &self.run;
+        let call = quote_spanned! {self.call_span=>
+            #run(#client, #spec, #future)
+        };
+        match awaited {
+            true => quote_spanned!(self.call_span=> #call.await),
+            false => call,
+        }
+    }
+}
+
+/// The function, locked. Every input was validated: this cannot fail.
+pub(crate) fn generate(
+    config: &Config,
+    func: LockedFn,
+    shape: Shape,
+    params: &Params,
+    key: &KeyExpr,
+) -> TokenStream {
+    let LockedFn { head, sig, body } = func;
+    let scope = Scope {
+        params,
+        fn_name: &sig.ident,
+        async_trait: matches!(shape, Shape::AsyncTrait(_)),
+    };
     let Body {
         brace,
         inner_attrs,
@@ -521,38 +228,79 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
     } = body;
     let new_body = match shape {
         Shape::Async => {
+            let output = Output::of_fn(&sig.output, &sig.ident);
+            let setup = setup(config, Some(&output), &scope, key);
+            let typing = &setup.typing;
+            // The user's own block, so shadowing cannot leak either way. Its
+            // braces get the expansion's context (at the same place): with the
+            // user's span, a one-line body is the tail of our async block and
+            // `unused_braces` would ask to delete the function's braces.
             let mut user_block = Group::new(Delimiter::Brace, stmts);
-            user_block.set_span(brace.span.join());
-            let call = locked_call(quote! {
-                async move {
-                    #typing
-                    #user_block
-                }
-            });
-            quote!(#prelude #call)
+            user_block.set_span(Span::call_site().located_at(brace.span.join()));
+            let call = setup.call(
+                quote! {
+                    async move {
+                        #typing
+                        #user_block
+                    }
+                },
+                true,
+            );
+            let stmts = &setup.stmts;
+            quote!(#stmts #call)
         }
-        Shape::ReturnsAsyncBlock(mut tail) => {
+        Shape::ReturnsFuture(mut tail) => {
+            let output = tail.output.as_ref().map(Output::new);
+            let setup = setup(config, output.as_ref(), &scope, key);
             let slot = tail.async_block_mut();
             let Expr::Async(block) = slot else {
                 unreachable!("async_block_mut returns an async block")
             };
             let attrs = &block.attrs;
             let capture = &block.capture;
-            let inner = &mark_key_bindings_used(&block.block, key);
-            let call = locked_call(quote! {
-                async #capture {
-                    #typing
-                    #inner
-                }
-            });
+            let typing = &setup.typing;
+            let user_stmts = &block.block.stmts;
+            let mut inner = Group::new(Delimiter::Brace, quote!(#typing #(#user_stmts)*));
+            inner.set_span(block.block.brace_token.span.join());
+            let locked = setup.call(quote!(#(#attrs)* async #capture #inner), false);
+            *slot = Expr::Verbatim(locked);
+            let stmts = &tail.stmts;
+            let setup_stmts = &setup.stmts;
+            // The setup runs first, while every parameter is still there;
+            // the user's statements run when the function is called, as
+            // written; the returned future takes the lock.
+            quote!(#setup_stmts #(#stmts)*)
+        }
+        Shape::AsyncTrait(mut tail) => {
+            let output = tail.output.as_ref().map(Output::new);
+            let setup = setup(config, output.as_ref(), &scope, key);
+            let slot = tail.async_block_mut();
+            let Expr::Async(block) = slot else {
+                unreachable!("async_block_mut returns an async block")
+            };
+            let async_trait::Split { prelude, rest } = async_trait::split(&block.block);
+            let attrs = &block.attrs;
+            let capture = &block.capture;
+            let typing = &setup.typing;
+            let call = setup.call(
+                quote! {
+                    async move {
+                        #typing
+                        #(#rest)*
+                    }
+                },
+                true,
+            );
+            let setup_stmts = &setup.stmts;
             let locked = quote! {
                 #(#attrs)* async #capture {
-                    #prelude
+                    #(#prelude)*
+                    #setup_stmts
                     #call
                 }
             };
             *slot = Expr::Verbatim(locked);
-            let stmts = &tail.stmts;
+            let stmts: &[Stmt] = &tail.stmts;
             quote!(#(#stmts)*)
         }
     };
@@ -568,6 +316,7 @@ fn generate(config: &Config, func: LockedFn, shape: Shape, key: &TokenStream) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::{distributed_lock, expand};
 
     fn expand_ok(args: TokenStream, item: TokenStream) -> String {
         expand(args, item).unwrap().to_string()
@@ -599,7 +348,14 @@ mod tests {
             id
         )));
         assert!(out.contains(&expected), "{out}");
-        assert!(out.contains("from_millis (10000u64)"), "{out}");
+        assert!(
+            out.contains(". ttl (:: core :: time :: Duration :: from_millis (10000u64))"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ttl_problem"),
+            "a literal TTL is checked at compile time: {out}"
+        );
     }
 
     #[test]
@@ -610,7 +366,8 @@ mod tests {
                 async fn f() {}
             ),
         );
-        assert!(out.contains(r#"From :: from ("a{b}<c>")"#), "{out}");
+        assert!(out.contains(r#"Spec :: new ("a{b}<c>")"#), "{out}");
+        assert!(!out.contains(". ttl"), "the runtime's default TTL: {out}");
     }
 
     #[test]
@@ -660,6 +417,9 @@ mod tests {
                 ttl = "1500us",
                 wait = "2s",
                 fencing,
+                watchdog = false,
+                min_hold = "1s",
+                max_hold = MAX,
                 client = self.c.clone(),
                 crate = "my::rt"
             ),
@@ -667,17 +427,70 @@ mod tests {
                 async fn f(&self) {}
             ),
         );
-        assert!(out.contains("Duration :: new (0u64 , 1500000u32)"), "{out}");
         assert!(
-            out.contains("Some (:: core :: time :: Duration :: from_millis (2000u64))"),
+            out.contains(". ttl (:: core :: time :: Duration :: new (0u64 , 1500000u32))"),
             "{out}"
         );
-        assert!(out.contains("fencing : true"), "{out}");
         assert!(
-            out.contains("my :: rt :: __private :: client (self . c . clone ())"),
+            out.contains(". wait (:: core :: time :: Duration :: from_millis (2000u64))"),
             "{out}"
         );
+        assert!(
+            out.contains(". min_hold (:: core :: time :: Duration :: from_millis (1000u64))"),
+            "{out}"
+        );
+        assert!(out.contains(". max_hold (MAX)"), "{out}");
+        assert!(out.contains(". fencing (true)"), "{out}");
+        assert!(out.contains(". watchdog (false)"), "{out}");
+        assert!(
+            out.contains("my :: rt :: __private :: client (& (self . c . clone ()))"),
+            "{out}"
+        );
+        assert!(out.contains("run_locked"), "{out}");
         assert!(!out.contains("lock_runtime"), "{out}");
+    }
+
+    #[test]
+    fn defaults_set_nothing() {
+        let out = expand_ok(
+            quote!(key = "k"),
+            quote!(
+                async fn f() {}
+            ),
+        );
+        for option in [". ttl", ". wait", ". fencing", ". watchdog", "_hold"] {
+            assert!(!out.contains(option), "{option}: {out}");
+        }
+        assert!(out.contains("global_client ()"), "{out}");
+    }
+
+    #[test]
+    fn the_client_is_borrowed() {
+        let out = expand_ok(
+            quote!(key = "k", client = locks),
+            quote!(
+                async fn f(locks: LockClient) {}
+            ),
+        );
+        assert!(out.contains("__private :: client (& (locks))"), "{out}");
+    }
+
+    #[test]
+    fn skip_checks_its_own_return_shapes() {
+        let out = expand_ok(
+            quote!(key = "k", on_busy = "skip"),
+            quote!(
+                async fn f() -> Result<Option<u8>, E> {
+                    Ok(None)
+                }
+            ),
+        );
+        assert!(
+            out.contains("assert_skip_result :: < Result < Option < u8 > , E > >"),
+            "{out}"
+        );
+        assert!(out.contains("run_or_skip :: < Result"), "{out}");
+        assert!(!out.contains("run_locked"), "{out}");
     }
 
     #[test]
@@ -734,38 +547,89 @@ mod tests {
     }
 
     #[test]
-    fn erasing_impl_trait_respects_nesting() {
-        let ty: Type =
-            syn::parse_quote!(Result<(impl Fn(u8) -> Vec<u8>, Box<impl Iterator<Item = u8>>), E>);
-        let (tokens, complete) = erase_impl_trait(&ty);
-        assert!(!complete);
-        assert_eq!(
-            tokens.to_string(),
-            quote!(Result<(_, Box<_>), E>).to_string()
-        );
-    }
-
-    #[test]
-    fn async_trait_output_gets_the_lock_inside_the_boxed_future() {
+    fn async_trait_output_gets_the_lock_after_the_rebindings() {
         let out = expand_ok(
-            quote!(key = "{self.id}"),
+            quote!(key = "{self.id}:{id}", client = self.locks()),
             quote! {
-                fn f<'life0, 'async_trait>(&'life0 self) -> ::core::pin::Pin<Box<
+                fn f<'life0, 'async_trait>(&'life0 self, __arg1: (u8, u8), id: u64) -> ::core::pin::Pin<Box<
                     dyn ::core::future::Future<Output = Result<u8, E>> + ::core::marker::Send + 'async_trait
                 >> where 'life0: 'async_trait, Self: 'async_trait {
-                    Box::pin(async move { let __self = self; Ok(1) })
+                    Box::pin(async move {
+                        let __self = self;
+                        let (a, b) = { let __arg1 = __arg1; __arg1 };
+                        let id = id;
+                        let __ret: Result<u8, E> = { Ok(1) };
+                        __ret
+                    })
                 }
             },
         );
         let pinned = out
             .find("Box :: pin (async move {")
             .expect("keeps Box::pin");
+        let rebinding = out.find("let id = id").unwrap();
+        let spec = out.find("let __lock_spec").unwrap();
         let run = out.find("run_locked").unwrap();
-        let user = out.find("let __self = self").unwrap();
-        assert!(pinned < run && run < user, "{out}");
+        let body = out.find("let __ret").unwrap();
+        assert!(
+            pinned < rebinding && rebinding < spec && spec < run && run < body,
+            "{out}"
+        );
+        assert!(
+            out.contains("format ! (\"{}:{}\" , __self . id , id)"),
+            "{out}"
+        );
+        assert!(out.contains("client (& (__self . locks ()))"), "{out}");
         assert!(
             out.contains("assert_lock_result :: < Result < u8 , E > >"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn async_trait_destructured_parameters_are_named_as_written() {
+        let errs = expand_errs(
+            quote!(key = "{b}:{x}"),
+            quote! {
+                fn f<'async_trait>(__arg0: (u8, u8), id: u64) -> ::core::pin::Pin<Box<
+                    dyn ::core::future::Future<Output = Result<u8, E>> + 'async_trait
+                >> {
+                    Box::pin(async move {
+                        let (a, b) = { let __arg0 = __arg0; __arg0 };
+                        let id = id;
+                        let __ret: Result<u8, E> = { Ok(1) };
+                        __ret
+                    })
+                }
+            },
+        );
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].contains("bound inside a destructuring pattern"),
+            "{errs:?}"
+        );
+        assert!(errs[1].ends_with("the parameters are `id`"), "{errs:?}");
+    }
+
+    #[test]
+    fn returned_future_takes_the_setup_first_and_locks_the_async_block() {
+        let out = expand_ok(
+            quote!(key = "{id}"),
+            quote! {
+                fn f(id: u64) -> impl Future<Output = Result<u64, E>> + 'static {
+                    let copy = id;
+                    async move { Ok(copy) }
+                }
+            },
+        );
+        let spec = out.find("let __lock_spec").unwrap();
+        let user = out.find("let copy = id").unwrap();
+        let run = out.find("run_locked").unwrap();
+        let block = out.find("async move").unwrap();
+        assert!(spec < user && user < run && run < block, "{out}");
+        assert!(
+            !out.contains(". await"),
+            "the future is returned, not awaited: {out}"
         );
     }
 

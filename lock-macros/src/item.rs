@@ -7,8 +7,8 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::visit::Visit;
 use syn::{
-    Abi, Attribute, Block, Expr, FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType,
-    Signature, Stmt, Token, Type, TypeParamBound, Visibility, braced, token,
+    Abi, Attribute, Block, Expr, ExprAsync, FnArg, GenericArgument, Ident, Pat, PathArguments,
+    ReturnType, Signature, Stmt, Token, Type, TypeParamBound, Visibility, braced, token,
 };
 
 use crate::errors::Errors;
@@ -95,14 +95,20 @@ fn peek_signature(input: ParseStream) -> bool {
 pub(crate) enum Shape {
     /// An `async fn`: its body runs under the lock.
     Async,
-    /// A plain `fn` whose last expression is `async { .. }` or
-    /// `Box::pin(async { .. })`: what `#[async_trait]` turns an `async fn`
-    /// into before we see it (it sits on the impl, so it expands first).
-    /// That async block runs under the lock.
-    ReturnsAsyncBlock(Box<AsyncTail>),
+    /// What `#[async_trait]` turns an `async fn` into before we see it (it
+    /// sits on the impl, so it expands first): a plain `fn` with an
+    /// `'async_trait` lifetime whose body is `Box::pin(async move { .. })`.
+    /// That async block runs under the lock, from just after async-trait's
+    /// rebindings of the arguments.
+    AsyncTrait(Box<AsyncTail>),
+    /// A plain `fn` returning `impl Future` (or a boxed future) whose last
+    /// expression is `async { .. }` or `Box::pin(async { .. })`. The
+    /// statements before it run when the function is called; the async
+    /// block, with its own captures, runs under the lock.
+    ReturnsFuture(Box<AsyncTail>),
 }
 
-/// The parsed body of a [`Shape::ReturnsAsyncBlock`] function.
+/// The parsed body of a [`Shape::AsyncTrait`] or [`Shape::ReturnsFuture`] function.
 pub(crate) struct AsyncTail {
     pub stmts: Vec<Stmt>,
     /// The future's `Output` type, when the return type spells it out.
@@ -110,6 +116,21 @@ pub(crate) struct AsyncTail {
 }
 
 impl AsyncTail {
+    /// The async block to wrap, to look at.
+    pub fn async_block(&self) -> &ExprAsync {
+        let Some(Stmt::Expr(tail, None)) = self.stmts.last() else {
+            unreachable!("checked by Shape::of")
+        };
+        let block = match tail {
+            Expr::Call(call) => call.args.first(),
+            other => Some(other),
+        };
+        match block {
+            Some(Expr::Async(block)) => block,
+            _ => unreachable!("checked by Shape::of"),
+        }
+    }
+
     /// The async block to wrap. It exists: `Shape::of` checked.
     pub fn async_block_mut(&mut self) -> &mut Expr {
         let Some(Stmt::Expr(tail, None)) = self.stmts.last_mut() else {
@@ -162,14 +183,27 @@ impl Shape {
             return Some(Shape::Async);
         }
         if let Some(tail) = returns_async_block(func) {
-            return Some(Shape::ReturnsAsyncBlock(Box::new(tail)));
+            return Some(if is_async_trait_output(sig) {
+                Shape::AsyncTrait(Box::new(tail))
+            } else {
+                Shape::ReturnsFuture(Box::new(tail))
+            });
         }
         errors.at(
             sig.fn_token.span,
-            "the `async` keyword is missing from the function declaration",
+            "the `async` keyword is missing from the function declaration; \
+             #[distributed_lock] takes an `async fn`, or a `fn` returning a future whose \
+             last expression is `async { .. }` or `Box::pin(async { .. })`",
         );
         None
     }
+}
+
+/// async-trait always adds an `'async_trait` lifetime to the signature.
+fn is_async_trait_output(sig: &Signature) -> bool {
+    sig.generics
+        .lifetimes()
+        .any(|param| param.lifetime.ident == "async_trait")
 }
 
 fn returns_async_block(func: &LockedFn) -> Option<AsyncTail> {
@@ -264,7 +298,7 @@ impl Params {
         params
     }
 
-    fn collect_destructured(&mut self, pat: &Pat) {
+    pub(crate) fn collect_destructured(&mut self, pat: &Pat) {
         struct Bindings<'a>(&'a mut Vec<Ident>);
         impl<'ast> Visit<'ast> for Bindings<'_> {
             fn visit_pat_ident(&mut self, pat: &'ast syn::PatIdent) {
@@ -280,7 +314,6 @@ impl Params {
 mod tests {
     use super::*;
     use quote::quote;
-    use syn::ExprAsync;
 
     fn parse(tokens: TokenStream) -> syn::Result<LockedFn> {
         syn::parse2(tokens)
@@ -390,10 +423,11 @@ mod tests {
         ))
         .err()
         .unwrap();
-        assert_eq!(
-            err,
-            "the `async` keyword is missing from the function declaration"
+        assert!(
+            err.starts_with("the `async` keyword is missing from the function declaration;"),
+            "{err}"
         );
+        assert!(err.contains("`Box::pin(async { .. })`"), "{err}");
     }
 
     #[test]
@@ -408,7 +442,7 @@ mod tests {
 
     #[test]
     fn async_trait_output_is_recognized() {
-        let Ok(Shape::ReturnsAsyncBlock(tail)) = shape(quote! {
+        let Ok(Shape::AsyncTrait(tail)) = shape(quote! {
             fn f<'life0, 'async_trait>(&'life0 self) -> ::core::pin::Pin<Box<
                 dyn ::core::future::Future<Output = Result<u8, E>> + ::core::marker::Send + 'async_trait
             >> where 'life0: 'async_trait, Self: 'async_trait {
@@ -426,7 +460,7 @@ mod tests {
 
     #[test]
     fn returned_async_block_is_recognized() {
-        let Ok(Shape::ReturnsAsyncBlock(mut tail)) = shape(quote! {
+        let Ok(Shape::ReturnsFuture(mut tail)) = shape(quote! {
             fn f(id: u64) -> impl Future<Output = Result<(), E>> + Send {
                 let x = id;
                 async move { Ok(()) }

@@ -69,6 +69,9 @@ pub(crate) enum ErrorKind {
     EmptyPlaceholder { open: char, close: char },
     /// The text between the brackets is not a field path.
     InvalidPath { text: String, reason: &'static str },
+    /// The text between the brackets is an expression or a format spec
+    /// (`{order.id()}`, `{id:?}`): a job for `key = format!(..)`.
+    NotAPath { text: String, what: &'static str },
 }
 
 impl fmt::Display for TemplateError {
@@ -106,6 +109,13 @@ impl fmt::Display for TemplateError {
                 f,
                 "invalid placeholder `{text}` at character {at} of the key template: {reason}",
             ),
+            ErrorKind::NotAPath { text, what } => write!(
+                f,
+                "invalid placeholder `{text}` at character {at} of the key template: \
+                 placeholders name a parameter and its fields, not {what}; \
+                 for anything else write the key as an expression, as in \
+                 `key = format!(\"order:{{}}\", order.id())` or `key = format!(\"{{id:?}}\")`",
+            ),
         }
     }
 }
@@ -120,6 +130,7 @@ pub(crate) fn parse(template: &str) -> Result<Template, Vec<TemplateError>> {
         src: template,
         segments: Vec::new(),
         errors: Vec::new(),
+        counted: (0, 0),
     };
     if template.is_empty() {
         parser.error(ErrorKind::Empty, 0..0);
@@ -139,6 +150,9 @@ struct Parser<'a> {
     src: &'a str,
     segments: Vec<Segment>,
     errors: Vec<TemplateError>,
+    /// `(byte offset, characters before it)` of the last error: errors come
+    /// in order, so columns are counted on from there, not from the start.
+    counted: (usize, usize),
 }
 
 impl Parser<'_> {
@@ -215,6 +229,16 @@ impl Parser<'_> {
             text: inner.trim().to_owned(),
             reason,
         };
+        if let Some(what) = expression_syntax(inner) {
+            self.error(
+                ErrorKind::NotAPath {
+                    text: inner.trim().to_owned(),
+                    what,
+                },
+                bytes,
+            );
+            return;
+        }
         let mut names = inner.split('.').map(str::trim);
         let root = names.next().unwrap_or_default();
         let fields: Vec<&str> = names.collect();
@@ -245,7 +269,13 @@ impl Parser<'_> {
     }
 
     fn error(&mut self, kind: ErrorKind, bytes: Range<usize>) {
-        let column = self.src[..bytes.start].chars().count() + 1;
+        let (from, before) = match self.counted {
+            (at, count) if at <= bytes.start => (at, count),
+            _ => (0, 0),
+        };
+        let before = before + self.src[from..bytes.start].chars().count();
+        self.counted = (bytes.start, before);
+        let column = before + 1;
         self.errors.push(TemplateError {
             kind,
             bytes,
@@ -254,15 +284,32 @@ impl Parser<'_> {
     }
 }
 
-/// An identifier or raw identifier. Unicode letters are accepted the way
-/// rustc accepts them; `expand` builds the real `Ident` and reports any
-/// character this approximation lets through.
+/// What makes a placeholder an expression or a format spec rather than a
+/// field path, if anything: a better message than "invalid placeholder".
+fn expression_syntax(inner: &str) -> Option<&'static str> {
+    if inner.contains('(') || inner.contains(')') {
+        Some("a method call")
+    } else if inner.contains("::") {
+        Some("a path")
+    } else if inner.contains(':') {
+        Some("a format spec")
+    } else if inner.contains('[') || inner.contains(']') {
+        Some("an index")
+    } else {
+        None
+    }
+}
+
+/// An identifier or raw identifier, by rustc's own rule (Unicode
+/// `XID_Start`/`XID_Continue`, through the `unicode-ident` crate that
+/// proc-macro2 uses too). rustc also NFC-normalizes identifiers; the
+/// resolve step compares names through real `Ident`s, which do.
 fn is_identifier(name: &str) -> bool {
     let name = name.strip_prefix("r#").unwrap_or(name);
     let mut chars = name.chars();
     match chars.next() {
-        Some(first) if first == '_' || first.is_alphabetic() => {
-            name != "_" && chars.all(|c| c == '_' || c.is_alphanumeric())
+        Some(first) if first == '_' || unicode_ident::is_xid_start(first) => {
+            name != "_" && chars.all(unicode_ident::is_xid_continue)
         }
         _ => false,
     }
@@ -425,6 +472,50 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_follow_rustc() {
+        // `e` and a combining acute accent: XID_Continue, not alphanumeric.
+        assert_eq!(ok("{e\u{301}}"), [ph("e\u{301}", 0..5)]);
+        assert_eq!(ok("{x\u{200d}y}").len(), 1, "ZWJ is XID_Continue");
+        for bad in ["{\u{301}e}", "{a\u{2028}b}", "{½}", "{a-b}"] {
+            assert!(
+                matches!(one_err(bad).kind, ErrorKind::InvalidPath { .. }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn expressions_and_format_specs_suggest_format() {
+        for (bad, what) in [
+            ("{order.id()}", "a method call"),
+            ("{id:?}", "a format spec"),
+            ("{id:08}", "a format spec"),
+            ("{a::b}", "a path"),
+            ("{ids[0]}", "an index"),
+        ] {
+            let e = one_err(bad);
+            assert!(
+                matches!(&e.kind, ErrorKind::NotAPath { what: w, .. } if *w == what),
+                "{bad:?}: {e:?}"
+            );
+            assert!(e.to_string().contains("key = format!("), "{e}");
+        }
+    }
+
+    #[test]
+    fn error_columns_are_counted_in_linear_time() {
+        // 20k errors over a 60k-character template: quadratic counting
+        // would take seconds here.
+        let template = "é}".repeat(20_000);
+        let started = std::time::Instant::now();
+        let all = errs(&template);
+        assert_eq!(all.len(), 20_000);
+        assert_eq!(all[19_999].column, 40_000);
+        assert_eq!(all[19_999].bytes.start, 59_999);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
     fn raw_identifiers() {
         assert_eq!(ok("{r#type}"), [ph("r#type", 0..8)]);
         assert_eq!(ok("{a.r#match}"), [ph("a.r#match", 0..11)]);
@@ -551,7 +642,7 @@ mod tests {
     fn invalid_paths() {
         for bad in [
             "{a.}", "{.a}", "{a..b}", "{1}", "{a-b}", "{a b}", "{a.b c}", "{_}", "{a.01}",
-            "{a.self}", "{a::b}", "{a()}", "{#}",
+            "{a.self}", "{#}", "{a+b}",
         ] {
             let e = one_err(bad);
             assert!(

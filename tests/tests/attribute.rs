@@ -1,16 +1,17 @@
 //! `#[distributed_lock]` against a real `redis-server`: every exit path, contention,
-//! parallelism, loss, re-entry, `current()`, clients on methods, fencing, generics and
-//! `#[async_trait]`.
+//! parallelism, loss, re-entry, `current()`, clients on methods, fencing, generics,
+//! `#[async_trait]`, and the options `on_busy`, `min_hold`, `max_hold`, `watchdog` and
+//! `ttl = <expression>`.
 
 mod common;
 
 use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::Fixture;
+use common::{Fixture, eventually};
 use lock_runtime::{LockClient, LockError, LostReason, distributed_lock};
 
 #[derive(Debug)]
@@ -405,4 +406,205 @@ async fn async_trait_impl_and_default_methods_lock() {
         Err(LockError::Busy { .. })
     ));
     held.release().await.unwrap();
+}
+
+// ---- options ----
+
+/// The key's remaining time to live on the server, in ms (-2: no key, -1: no expiry).
+fn pttl(fx: &Fixture, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query(&mut fx.raw()).unwrap()
+}
+
+#[distributed_lock(key = "skip:{id}", client = locks, on_busy = "skip")]
+async fn skippable(
+    locks: &LockClient,
+    id: u64,
+    ran: Arc<AtomicUsize>,
+) -> Result<Option<u64>, AppError> {
+    ran.fetch_add(1, Ordering::SeqCst);
+    Ok(Some(id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_busy_skip_returns_at_once_without_running_the_body() {
+    let fx = Fixture::redis();
+    let locks = fx.client().await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let held = fx.client().await.lock("skip:1").acquire().await.unwrap();
+    let started = Instant::now();
+    let out = skippable(&locks, 1, Arc::clone(&ran)).await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "skipped at once, took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "the body did not run");
+    assert!(
+        fx.is_locked("skip:1").await,
+        "the holder's lock is untouched"
+    );
+    held.release().await.unwrap();
+    assert!(matches!(
+        skippable(&locks, 1, Arc::clone(&ran)).await,
+        Ok(Some(1))
+    ));
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+}
+
+#[distributed_lock(key = "skip:{id}", client = locks, on_busy = "skip", wait = "300ms")]
+async fn skippable_after_a_wait(locks: &LockClient, id: u64) -> Result<(), AppError> {
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_busy_skip_with_wait_skips_only_after_the_wait() {
+    let fx = Fixture::redis();
+    let locks = fx.client().await;
+    let held = fx.client().await.lock("skip:2").acquire().await.unwrap();
+    let started = Instant::now();
+    skippable_after_a_wait(&locks, 2).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(700),
+        "skipped after {took:?}"
+    );
+    held.release().await.unwrap();
+}
+
+#[distributed_lock(key = "min-hold:{id}", client = locks, ttl = "10s", min_hold = "2s")]
+async fn quick(locks: &LockClient, id: u64) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_hold_keeps_the_key_after_a_quick_body_until_acquisition_plus_min_hold() {
+    let fx = Fixture::redis();
+    let locks = fx.client().await;
+    let started = Instant::now();
+    quick(&locks, 1).await.unwrap();
+    let left = Duration::from_secs(2).saturating_sub(started.elapsed());
+    let pttl = pttl(&fx, "min-hold:1");
+    let expected = left.as_millis() as i64;
+    assert!(
+        pttl > 0 && (pttl - expected).abs() < 250,
+        "PTTL {pttl} ms, expected about {expected} ms"
+    );
+    // Still taken for everyone else, and it frees itself on time.
+    let other = fx.client().await;
+    assert!(matches!(
+        other.lock("min-hold:1").acquire().await,
+        Err(LockError::Busy { .. })
+    ));
+    let freed = eventually(Duration::from_secs(3), || async {
+        !fx.is_locked("min-hold:1").await
+    })
+    .await
+    .expect("the lock frees itself");
+    let at = started.elapsed();
+    assert!(
+        at >= Duration::from_millis(1900) && at < Duration::from_millis(2400),
+        "freed {at:?} after acquisition ({freed:?} after the check)"
+    );
+}
+
+#[distributed_lock(key = "max-hold:{id}", client = locks, ttl = "300ms", max_hold = "1s")]
+async fn runaway(
+    locks: &LockClient,
+    id: u64,
+    reached_end: Arc<AtomicUsize>,
+) -> Result<(), AppError> {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    reached_end.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_hold_cancels_a_runaway_body_on_time_and_frees_the_key() {
+    let fx = Fixture::redis();
+    let locks = fx.client().await;
+    let reached_end = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(3),
+        runaway(&locks, 1, Arc::clone(&reached_end)),
+    )
+    .await
+    .expect("cancelled by max_hold, not by this timeout");
+    let took = started.elapsed();
+    match out {
+        Err(AppError::Lock(LockError::Lost { key, reason })) => {
+            assert_eq!(key, "max-hold:1");
+            assert_eq!(reason, LostReason::MaxHold);
+        }
+        other => panic!("expected Lost (max hold), got {other:?}"),
+    }
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1300),
+        "cancelled after {took:?}"
+    );
+    assert_eq!(
+        reached_end.load(Ordering::SeqCst),
+        0,
+        "the body was cancelled"
+    );
+    fx.assert_freed_promptly("max-hold:1", "max_hold").await;
+}
+
+#[distributed_lock(key = "no-watchdog:{id}", client = locks, ttl = "500ms", watchdog = false)]
+async fn unrenewed(
+    locks: &LockClient,
+    id: u64,
+    reached_end: Arc<AtomicUsize>,
+) -> Result<(), AppError> {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    reached_end.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_false_ends_the_body_with_the_lease() {
+    let fx = Fixture::redis();
+    let locks = fx.client().await;
+    let reached_end = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(3),
+        unrenewed(&locks, 1, Arc::clone(&reached_end)),
+    )
+    .await
+    .expect("cancelled at the end of the lease");
+    let took = started.elapsed();
+    assert!(
+        matches!(out, Err(AppError::Lock(LockError::Lost { .. }))),
+        "{out:?}"
+    );
+    // Before the server lets the key go (500 ms), and not long before.
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(500),
+        "cancelled after {took:?}"
+    );
+    assert_eq!(
+        reached_end.load(Ordering::SeqCst),
+        0,
+        "the body was cancelled"
+    );
+}
+
+const JOB_TTL: Duration = Duration::from_secs(7);
+
+#[distributed_lock(key = "const-ttl:{id}", client = locks, ttl = JOB_TTL)]
+async fn with_const_ttl(locks: &LockClient, id: u64, fx: &Fixture) -> Result<i64, LockError> {
+    Ok(pttl(fx, &format!("const-ttl:{id}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_from_a_const_sets_that_pttl() {
+    let fx = Fixture::redis();
+    let locks = fx.client().await;
+    let pttl = with_const_ttl(&locks, 1, &fx).await.unwrap();
+    assert!(
+        pttl > 6_500 && pttl <= 7_000,
+        "PTTL {pttl} ms under `ttl = JOB_TTL` (7 s)"
+    );
 }

@@ -3,12 +3,20 @@
 //! Three replicas of a service each have the same scheduled job, ticking on every
 //! wall-clock second (each replica's timer fires a few random milliseconds after the
 //! second, as real timers do). The job is
-//! `#[distributed_lock(key = "report:tick:<tick>", ttl = "10s", client = &replica.locks)]`
-//! with no `wait`: the first replica to ask runs the tick, the others get `Busy` and skip it.
 //!
-//! The lock is held for at least 1.5 ticks (ShedLock's `lockAtLeastFor`), even when the job
-//! finishes sooner: a replica whose timer fires late for the same tick then still finds it
-//! taken, instead of running the tick a second time once the first run released the lock.
+//! ```text
+//! #[distributed_lock(key = "report:tick:<tick>", ttl = "10s", client = &replica.locks,
+//!                    on_busy = "skip", min_hold = "1500ms")]
+//! ```
+//!
+//! with no `wait`: the first replica to ask runs the tick; for the others the lock is busy,
+//! and `on_busy = "skip"` (ShedLock's behaviour) makes the call return `Ok(None)` without
+//! running the job.
+//!
+//! `min_hold` (ShedLock's `lockAtLeastFor`) keeps the lock for 1.5 s after it was taken, even
+//! when the job finishes sooner: a replica whose timer fires late for the same tick then
+//! still finds it taken, instead of running the tick a second time once the first run
+//! released the lock.
 //!
 //! Every run is recorded in the shared state (Redis when there is Redis). At the end it
 //! prints a timeline (which replica ran which tick, and when the others were refused), reads
@@ -31,17 +39,18 @@ use lock_examples::{Args, LockServer, SharedState, run_id};
 use lock_runtime::{LockClient, LockError, distributed_lock};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 const USAGE: &str = "\
 usage: scheduled_job [--ticks N]
 
-Three replicas tick every second; a lock with no wait lets exactly one of them run each tick.
+Three replicas tick every second; a lock with no wait lets exactly one of them run each tick
+(the others skip it, and the lock is held at least 1.5 s).
 Runs N ticks (default 10), prints the timeline and checks that no tick ran twice.
 REDIS_URL=redis://host:port/ picks the lock server.";
 
 const REPLICAS: [&str; 3] = ["replica-a", "replica-b", "replica-c"];
-/// How long after the start of its tick the lock is held at least (`lockAtLeastFor`).
+/// How long after it was taken the lock is held at least (`lockAtLeastFor`): the attribute's
+/// `min_hold = "1500ms"`, for the messages.
 const HOLD_AT_LEAST_MS: u64 = 1500;
 /// The latest a replica's timer fires after the second.
 const MAX_TIMER_JITTER_MS: u64 = 80;
@@ -102,9 +111,16 @@ impl From<redis::RedisError> for JobError {
     }
 }
 
-/// The scheduled job: builds the report for `tick`, on one replica only.
-#[distributed_lock(key = "report:tick:<tick>", ttl = "10s", client = &replica.locks)]
-async fn report_job(replica: &Replica, tick: u64, hold_until: Instant) -> Result<(), JobError> {
+/// The scheduled job: builds the report for `tick`, on one replica only. `Ok(None)` when
+/// another replica has the tick (`on_busy = "skip"`).
+#[distributed_lock(
+    key = "report:tick:<tick>",
+    ttl = "10s",
+    client = &replica.locks,
+    on_busy = "skip",
+    min_hold = "1500ms"
+)]
+async fn report_job(replica: &Replica, tick: u64) -> Result<Option<()>, JobError> {
     replica.report(tick, Outcome::Ran);
     let keys = &replica.keys;
     replica.state.hincr(&keys.runs, &tick.to_string()).await?;
@@ -112,11 +128,10 @@ async fn report_job(replica: &Replica, tick: u64, hold_until: Instant) -> Result
         .state
         .rpush(&keys.log, &format!("{tick} {}", replica.name))
         .await?;
-    // The report itself.
+    // The report itself. The lock then stays taken until `min_hold` after it was acquired,
+    // so that every replica's timer for this tick has fired by the time it frees itself.
     tokio::time::sleep(Duration::from_millis(rand::random_range(50..200))).await;
-    // lockAtLeastFor: keep the tick taken until every replica's timer for it has fired.
-    tokio::time::sleep_until(hold_until).await;
-    Ok(())
+    Ok(Some(()))
 }
 
 /// What one replica did on one tick.
@@ -163,15 +178,13 @@ async fn scheduler(replica: Arc<Replica>, first: u64, last: u64) {
         if tick > last {
             break;
         }
-        let hold_until = Instant::now()
-            + Duration::from_millis((tick * 1000 + HOLD_AT_LEAST_MS).saturating_sub(now));
         let replica = Arc::clone(&replica);
         // Each run is a task of its own, so the lock held past the tick does not delay the
         // next tick's timer.
         runs.spawn(async move {
-            match report_job(&replica, tick, hold_until).await {
-                Ok(()) => {} // reported when it started
-                Err(JobError::Lock(e)) if e.is_busy() => replica.report(tick, Outcome::Busy),
+            match report_job(&replica, tick).await {
+                Ok(Some(())) => {} // reported when it started
+                Ok(None) => replica.report(tick, Outcome::Busy),
                 Err(e) => replica.report(tick, Outcome::Failed(e.to_string())),
             }
         });
@@ -236,7 +249,8 @@ async fn run(server: &LockServer, ticks: u64) -> Result<ExitCode, String> {
     let last = first + ticks - 1;
     println!(
         "{} replicas, one job ticking every second from {} to {} UTC ({ticks} ticks); the job is \
-         locked per tick with no wait and held at least {HOLD_AT_LEAST_MS} ms\n",
+         locked per tick with no wait (on_busy = \"skip\") and held at least {HOLD_AT_LEAST_MS} ms \
+         after it is taken (min_hold)\n",
         REPLICAS.len(),
         utc(first),
         utc(last),
