@@ -26,6 +26,8 @@
 
 mod binary;
 mod error;
+pub mod history;
+pub mod proxy;
 mod server;
 
 pub use binary::{REDIS_SERVER_ENV, redis_server_available, redis_server_binary};
