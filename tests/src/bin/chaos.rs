@@ -661,7 +661,7 @@ fn restart(plan: &Plan, id: &'static str, persistent: bool) -> Fallible<Row> {
         ups.push(rig.mark("server-up"));
         sleep(round);
     }
-    let history = rig.conclude(&mut row, duration + Duration::from_secs(10), persistent)?;
+    let history = rig.conclude(&mut row, duration + Duration::from_secs(10), !persistent)?;
     let report = row.report.clone().expect("concluded");
     let sections = history.sections();
     let fence_of = |holder: &str| {

@@ -12,9 +12,9 @@
 //! start and at the end, and the answer is recorded.
 //!
 //! The worker stops on its own after `--duration-ms`. A line on standard input (or its end)
-//! shuts it down early, as a deploy would: its tasks are cancelled, a `down` line names the
-//! keys it was holding, and with `--close` it calls `LockClient::close` before its runtime
-//! shuts down.
+//! shuts it down early, as a deploy would, and a `down` line names the keys it was holding.
+//! With `--close` its tasks cancel their work and it calls `LockClient::close` before its
+//! runtime shuts down; without it, the runtime shuts down with the guards still alive.
 //!
 //! `--no-lock` runs the same sections without taking any lock: the negative control, whose
 //! history must show overlaps.
@@ -149,8 +149,8 @@ struct Shared {
     recorder: Recorder,
     locks: LockClient,
     register: Option<redis::aio::MultiplexedConnection>,
-    /// `(when, key)` of each body cancelled by anything but a lock loss.
-    cancelled: Mutex<Vec<(u64, String)>>,
+    /// `(holder, key)` of every section inside its body now.
+    inside: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl Shared {
@@ -172,6 +172,11 @@ struct Section<'a> {
 
 impl<'a> Section<'a> {
     fn enter(shared: &'a Shared, holder: &'a str, key: &'a str, fence: Option<u64>) -> Self {
+        shared
+            .inside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((holder.to_owned(), key.to_owned()));
         shared.record(&Entry::Enter {
             holder: holder.into(),
             key: key.into(),
@@ -196,14 +201,11 @@ impl Drop for Section<'_> {
             at,
             done: self.done,
         });
-        if !self.done {
-            let mut cancelled = self
-                .shared
-                .cancelled
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            cancelled.push((at, self.key.to_owned()));
-        }
+        self.shared
+            .inside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(self.holder.to_owned(), self.key.to_owned()));
     }
 }
 
@@ -370,34 +372,60 @@ async fn main() -> ExitCode {
         recorder,
         locks: locks.clone(),
         register,
-        cancelled: Mutex::new(Vec::new()),
+        inside: Mutex::new(BTreeSet::new()),
     });
+    // With `--close` the tasks see the stop order and cancel their work; without it they do
+    // not, and the guards are still alive in their tasks when the runtime goes away.
+    let (_never_tx, never) = watch::channel(false);
+    let task_stop = if args.close { stop_rx.clone() } else { never };
     let tasks: Vec<_> = (0..args.tasks)
-        .map(|i| tokio::spawn(task(Arc::clone(&shared), i, end, stop_rx.clone())))
+        .map(|i| tokio::spawn(task(Arc::clone(&shared), i, end, task_stop.clone())))
         .collect();
-    for t in tasks {
-        let _ = t.await;
+    let mut stop = stop_rx.clone();
+    let all_done = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    tokio::select! {
+        () = all_done => return ExitCode::SUCCESS,
+        _ = stop.wait_for(|s| *s) => {}
     }
 
-    let stopped_at = *stopped_at.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(at) = stopped_at {
-        let keys: BTreeSet<String> = shared
-            .cancelled
+    // Shutting down: the keys held now are the ones the next holders wait for.
+    let at = stopped_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(now_ns);
+    let keys: BTreeSet<String> = shared
+        .inside
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(_, key)| key.clone())
+        .collect();
+    shared.record(&Entry::Down {
+        worker: args.name.clone(),
+        at,
+        keys: Some(keys.into_iter().collect()),
+    });
+    if args.close {
+        // A graceful shutdown: the tasks see the stop and cancel their work (dropping
+        // their guards), then the client releases whatever is left.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !shared
+            .inside
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(when, _)| *when >= at)
-            .map(|(_, key)| key.clone())
-            .collect();
-        shared.record(&Entry::Down {
-            worker: args.name.clone(),
-            at,
-            keys: Some(keys.into_iter().collect()),
-        });
-        if args.close {
-            close(&locks).await;
+            .is_empty()
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        close(&locks).await;
     }
+    // Without `--close`, returning drops the runtime with the guards still alive in their
+    // tasks, as a process that ends on a signal does.
     ExitCode::SUCCESS
 }
 
