@@ -42,6 +42,8 @@ type Fallible<T> = Result<T, String>;
 fn ms(d: Duration) -> String {
     if d == Duration::MAX {
         "never".to_owned()
+    } else if d < Duration::from_millis(10) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
     } else {
         format!("{} ms", d.as_millis())
     }
@@ -396,9 +398,48 @@ impl Rig {
             row.check("some critical sections ran", false, true);
         }
         eprintln!("chaos {}: {report}", row.id);
+        if !report.overlaps.is_empty() {
+            row.figure(fencing_verdict(&history, &report));
+        }
         row.report = Some(report);
         Ok(history)
     }
+}
+
+/// Whether the fencing tokens of overlapping holders would have protected the storage: the
+/// holder that entered second must carry the higher token, so that the register refuses the
+/// stale holder's late writes.
+fn fencing_verdict(history: &History, report: &Report) -> String {
+    let sections = history.sections();
+    let fence_of = |holder: &str| {
+        sections
+            .iter()
+            .find(|s| s.holder == holder)
+            .and_then(|s| s.fence)
+    };
+    let (mut ordered, mut inverted) = (0, 0);
+    for o in &report.overlaps {
+        match (fence_of(&o.first), fence_of(&o.second)) {
+            (Some(first), Some(second)) if second > first => ordered += 1,
+            (Some(_), Some(_)) => inverted += 1,
+            _ => {}
+        }
+    }
+    if ordered + inverted == 0 {
+        return "no fencing tokens".to_owned();
+    }
+    let first = &report.overlaps[0];
+    format!(
+        "fencing: in {ordered} of {n} overlaps the later holder had the higher token, so the \
+         register refuses the stale holder's late writes; in {inverted}, the lower one, so it \
+         refuses the new holder's instead. First overlap: {} entered `{}` while {} was \
+         inside, for {}",
+        first.second,
+        first.key,
+        first.first,
+        ms(first.length),
+        n = report.overlaps.len(),
+    )
 }
 
 struct Plan {
@@ -407,7 +448,7 @@ struct Plan {
 
 impl Plan {
     fn rounds(&self) -> usize {
-        if self.quick { 1 } else { 4 }
+        if self.quick { 1 } else { 8 }
     }
 }
 
@@ -568,13 +609,14 @@ fn kill_holder(plan: &Plan) -> Fallible<Row> {
     let mut rig = Rig::new(&[])?;
     let round = TTL + Duration::from_millis(1_000);
     let duration = WARM_UP + round * plan.rounds() as u32 + Duration::from_secs(1);
-    rig.spawn_many(WORKERS, duration + Duration::from_secs(1), &[])?;
+    let ends = Instant::now() + duration;
+    rig.spawn_many(WORKERS, duration, &[])?;
     sleep(WARM_UP);
     for _ in 0..plan.rounds() {
         let holder = rig.wait_for_holder(Duration::from_millis(20), Duration::from_millis(150))?;
         rig.kill(&holder);
-        // A replacement keeps the contention up for the next round.
-        rig.spawn(duration, HOLD, &[])?;
+        // A replacement keeps the contention up, and ends with the others.
+        rig.spawn(ends.saturating_duration_since(Instant::now()), HOLD, &[])?;
         sleep(round);
     }
     rig.conclude(&mut row, duration + Duration::from_secs(10), false)?;
@@ -593,7 +635,7 @@ fn shutdown(plan: &Plan, id: &'static str, close: bool, close_available: bool) -
     let what = if close {
         "Holder shuts down: work cancelled, `LockClient::close()`, runtime ends".to_owned()
     } else {
-        "Holder shuts down without `close()`: work cancelled, runtime ends (for comparison)"
+        "Holder's runtime shuts down without `close()`, its guards still alive (for comparison)"
             .to_owned()
     };
     let mut row = Row::new(id, what);
@@ -601,14 +643,16 @@ fn shutdown(plan: &Plan, id: &'static str, close: bool, close_available: bool) -
     let round = TTL + Duration::from_millis(1_000);
     let duration = WARM_UP + round * plan.rounds() as u32 + Duration::from_secs(1);
     let extra: &[&str] = if close { &["--close"] } else { &[] };
-    rig.spawn_many(WORKERS, duration + Duration::from_secs(1), extra)?;
+    let ends = Instant::now() + duration;
+    rig.spawn_many(WORKERS, duration, extra)?;
     sleep(WARM_UP);
     for _ in 0..plan.rounds() {
         let holder = rig.wait_for_holder(Duration::from_millis(20), Duration::from_millis(150))?;
         if let Err(e) = rig.shut_down(&holder) {
             row.figure(e);
         }
-        rig.spawn(duration, HOLD, extra)?;
+        // A replacement keeps the contention up, and ends with the others.
+        rig.spawn(ends.saturating_duration_since(Instant::now()), HOLD, extra)?;
         sleep(round);
     }
     rig.conclude(&mut row, duration + Duration::from_secs(10), false)?;
@@ -663,18 +707,6 @@ fn restart(plan: &Plan, id: &'static str, persistent: bool) -> Fallible<Row> {
     }
     let history = rig.conclude(&mut row, duration + Duration::from_secs(10), !persistent)?;
     let report = row.report.clone().expect("concluded");
-    let sections = history.sections();
-    let fence_of = |holder: &str| {
-        sections
-            .iter()
-            .find(|s| s.holder == holder)
-            .and_then(|s| s.fence)
-    };
-    let inverted = report
-        .overlaps
-        .iter()
-        .filter(|o| fence_of(&o.second) <= fence_of(&o.first))
-        .count();
     if persistent {
         row.check(
             "fencing counter never went backwards",
@@ -683,11 +715,8 @@ fn restart(plan: &Plan, id: &'static str, persistent: bool) -> Fallible<Row> {
         );
     } else {
         row.figure(format!(
-            "fencing counter went backwards {} times; in {} of {} overlaps the later holder had \
-             the lower token, so the register refused the new holder rather than the stale one",
-            report.fence_regressions,
-            inverted,
-            report.overlaps.len()
+            "fencing counter went backwards {} times",
+            report.fence_regressions
         ));
     }
     // How soon a holder noticed: the first `lost` after each restart.
