@@ -401,6 +401,9 @@ impl Rig {
         if !report.overlaps.is_empty() {
             row.figure(fencing_verdict(&history, &report));
         }
+        if let Some(margin) = loss_margin(&history) {
+            row.figure(margin);
+        }
         row.report = Some(report);
         Ok(history)
     }
@@ -440,6 +443,43 @@ fn fencing_verdict(history: &History, report: &Report) -> String {
         ms(first.length),
         n = report.overlaps.len(),
     )
+}
+
+/// How long before the next holder's entry the bodies cancelled by a loss had left: the
+/// safety margin the watchdog kept (negative: they overlapped).
+fn loss_margin(history: &History) -> Option<String> {
+    let sections = history.sections();
+    let mut smallest: Option<i128> = None;
+    for entry in &history.entries {
+        let Entry::Lost { holder, key, .. } = entry else {
+            continue;
+        };
+        let Some(lost) = sections.iter().find(|s| &s.holder == holder) else {
+            continue;
+        };
+        let Some(left) = lost.leave else { continue };
+        let next = sections
+            .iter()
+            .filter(|s| &s.key == key && &s.holder != holder && s.enter >= lost.enter)
+            .map(|s| s.enter)
+            .min();
+        if let Some(next) = next {
+            let margin = i128::from(next) - i128::from(left);
+            smallest = Some(smallest.map_or(margin, |m| m.min(margin)));
+        }
+    }
+    let margin = smallest?;
+    Some(if margin >= 0 {
+        format!(
+            "bodies cancelled by a loss had left at least {} before the next holder entered",
+            ms(Duration::from_nanos(margin as u64))
+        )
+    } else {
+        format!(
+            "a body cancelled by a loss left {} after the next holder entered",
+            ms(Duration::from_nanos(margin.unsigned_abs() as u64))
+        )
+    })
 }
 
 struct Plan {

@@ -309,6 +309,11 @@ async fn task(shared: Arc<Shared>, index: usize, end: Instant, mut stop: watch::
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    // Die with the driver: a worker must never outlive the run that started it.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers and touches none of our memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
