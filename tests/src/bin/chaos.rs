@@ -518,11 +518,16 @@ fn control(plan: &Plan) -> Fallible<Row> {
 }
 
 /// 1. A holder's connection to Redis is blackholed mid-hold.
-fn partition(plan: &Plan) -> Fallible<Row> {
+fn partition(plan: &Plan, id: &'static str, fault: Fault) -> Fallible<Row> {
+    let what = match fault {
+        Fault::Blackhole => "Partition (blackhole: connections open, bytes held)",
+        Fault::Reset => "Connections reset, and new ones closed at once,",
+        _ => "Fault",
+    };
     let mut row = Row::new(
-        "1",
+        id,
         format!(
-            "Partition (blackhole) between the holder and Redis mid-hold, for 2 × TTL; TTL {}",
+            "{what} between the holder and Redis mid-hold, for 2 × TTL; TTL {}",
             ms(TTL)
         ),
     );
@@ -540,8 +545,8 @@ fn partition(plan: &Plan) -> Fallible<Row> {
             at,
             keys: None,
         });
-        rig.worker(&holder).proxy.set(Fault::Blackhole);
-        rig.mark(&format!("blackhole-{holder}"));
+        rig.worker(&holder).proxy.set(fault);
+        rig.mark(&format!("cut-{holder}"));
         sleep(2 * TTL);
         rig.worker(&holder).proxy.set(Fault::Pass);
         rig.mark(&format!("heal-{holder}"));
@@ -565,10 +570,46 @@ fn partition(plan: &Plan) -> Fallible<Row> {
     let handover = report.longest_handover().unwrap_or(Duration::MAX);
     row.check("another worker took over", handover != Duration::MAX, false);
     row.figure(format!(
-        "{} partitions; the next holder entered at most {} after the cut",
+        "{} cuts; the next holder entered at most {} after the cut",
         cut.len(),
         ms(handover)
     ));
+    Ok(row)
+}
+
+/// 1c. The lock server stalls (SIGSTOP) mid-hold: every client is cut off at once.
+fn stall(plan: &Plan) -> Fallible<Row> {
+    let mut row = Row::new(
+        "1c",
+        format!(
+            "Redis stalled (SIGSTOP) mid-hold for 2 × TTL, then resumed (SIGCONT); TTL {}",
+            ms(TTL)
+        ),
+    );
+    let mut rig = Rig::new(&[])?;
+    let round = 3 * TTL + Duration::from_millis(1_200);
+    let duration = WARM_UP + round * plan.rounds() as u32 + Duration::from_secs(1);
+    rig.spawn_many(WORKERS, duration, &[])?;
+    sleep(WARM_UP);
+    for _ in 0..plan.rounds() {
+        rig.wait_for_holder(Duration::from_millis(20), Duration::from_millis(150))?;
+        rig.mark("server-stop");
+        let paused = rig.lock_server.pause();
+        sleep(2 * TTL);
+        let resumed = rig.lock_server.resume();
+        rig.mark("server-cont");
+        paused
+            .and(resumed)
+            .map_err(|e| format!("SIGSTOP/SIGCONT: {e}"))?;
+        sleep(TTL + Duration::from_millis(700));
+    }
+    rig.conclude(&mut row, duration + Duration::from_secs(10), false)?;
+    let report = row.report.as_ref().expect("concluded");
+    row.check(
+        "the holders' bodies were cancelled with `Lost`",
+        report.losses > 0,
+        false,
+    );
     Ok(row)
 }
 
@@ -978,7 +1019,9 @@ fn main() -> ExitCode {
     type Scenario<'a> = (&'static str, Box<dyn Fn() -> Fallible<Row> + 'a>);
     let scenarios: Vec<Scenario> = vec![
         ("0", Box::new(|| control(&plan))),
-        ("1", Box::new(|| partition(&plan))),
+        ("1", Box::new(|| partition(&plan, "1", Fault::Blackhole))),
+        ("1b", Box::new(|| partition(&plan, "1b", Fault::Reset))),
+        ("1c", Box::new(|| stall(&plan))),
         ("2a", Box::new(|| latency(&plan, "2a", TTL / 6, false))),
         ("2b", Box::new(|| latency(&plan, "2b", TTL * 2 / 5, false))),
         ("2c", Box::new(|| latency(&plan, "2c", TTL * 6 / 5, true))),
