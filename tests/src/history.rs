@@ -1,10 +1,11 @@
 //! The history of a chaos run, and the checker that judges it.
 //!
 //! Every process of a run (the workers and the driver) appends lines to a history file. Each
-//! line is one [`Entry`]: a critical section entered or left, a lock declared lost, a write to
-//! the fenced register, a holder cut off or dead, or a fault the driver injected. Times are
-//! nanoseconds of `CLOCK_MONOTONIC` ([`now_ns`]), which every process on one Linux host shares,
-//! so the lines of different processes can be merged and compared.
+//! line is one [`Entry`]: a lock attempt begun, a critical section entered or left, a lock
+//! declared lost, a write to the fenced register, a holder cut off or dead, or a fault the
+//! driver injected. Times are nanoseconds of `CLOCK_MONOTONIC` ([`now_ns`]), which every
+//! process on one Linux host shares, so the lines of different processes can be merged and
+//! compared.
 //!
 //! A critical section takes two lines, `enter` and `leave`, so that a section whose process
 //! was killed (and so never wrote `leave`) is still seen: it is taken to last until its
@@ -51,6 +52,15 @@ pub fn now_ns() -> u64 {
 /// One line of a history file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
+    /// A lock attempt began: the would-be holder asked for the lock and may wait for it.
+    Try {
+        /// Who asks: `worker/task/sequence`, the name its section will have.
+        holder: String,
+        /// The lock key.
+        key: String,
+        /// When.
+        at: u64,
+    },
     /// A critical section began: the body of `run` started.
     Enter {
         /// Who holds it: `worker/task/sequence`, unique per section.
@@ -128,7 +138,8 @@ impl Entry {
     /// When this entry happened.
     pub fn at(&self) -> u64 {
         match self {
-            Entry::Enter { at, .. }
+            Entry::Try { at, .. }
+            | Entry::Enter { at, .. }
             | Entry::Leave { at, .. }
             | Entry::Lost { at, .. }
             | Entry::Fail { at, .. }
@@ -142,6 +153,7 @@ impl Entry {
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Entry::Try { holder, key, at } => write!(f, "try holder={holder} key={key} at={at}"),
             Entry::Enter {
                 holder,
                 key,
@@ -232,6 +244,11 @@ impl Entry {
         };
         let at = number("at")?;
         Ok(match kind {
+            "try" => Entry::Try {
+                holder: text("holder")?,
+                key: text("key")?,
+                at,
+            },
             "enter" => Entry::Enter {
                 holder: text("holder")?,
                 key: text("key")?,
@@ -351,6 +368,15 @@ fn worker_of(holder: &str) -> &str {
     holder.split('/').next().unwrap_or(holder)
 }
 
+/// One lock attempt, for the handover rule.
+struct Attempt<'a> {
+    holder: &'a str,
+    key: &'a str,
+    start: u64,
+    /// Its `enter`, `fail` or `lost`; `None` while still waiting when the history ends.
+    end: Option<u64>,
+}
+
 /// Two different holders inside the critical section of one key at the same time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlap {
@@ -366,7 +392,8 @@ pub struct Overlap {
     pub length: Duration,
 }
 
-/// How long a key stayed without a holder after its holder went down.
+/// How long a key stayed without a holder after its holder went down, while another worker
+/// was waiting for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handover {
     /// The worker that went down.
@@ -403,7 +430,9 @@ pub struct Report {
     pub losses: usize,
     /// Lock attempts that failed otherwise.
     pub failures: usize,
-    /// One per key held by each worker that went down.
+    /// One per key held by each worker that went down, if another worker was waiting for
+    /// that key then (a `try` not yet answered). Histories without `try` lines count every
+    /// key.
     pub handovers: Vec<Handover>,
     /// Writes to the fenced register.
     pub writes: usize,
@@ -623,6 +652,17 @@ impl History {
             }
         }
 
+        let attempts = self.attempts();
+        let has_tries = !attempts.is_empty();
+        let waited = |key: &str, worker: &str, at: u64| {
+            !has_tries
+                || attempts.iter().any(|a| {
+                    a.key == key
+                        && worker_of(a.holder) != worker
+                        && a.start <= at
+                        && a.end.is_none_or(|end| end > at)
+                })
+        };
         for entry in &self.entries {
             match entry {
                 Entry::Lost { .. } => report.losses += 1,
@@ -646,7 +686,7 @@ impl History {
                             .map(|s| s.key.clone())
                             .collect(),
                     };
-                    for key in held {
+                    for key in held.into_iter().filter(|k| waited(k, worker, *at)) {
                         // The worker's last entry on the key before going down; the next
                         // holder is the first other worker to enter after it.
                         let last_own = sections
@@ -668,10 +708,39 @@ impl History {
                         });
                     }
                 }
-                Entry::Enter { .. } | Entry::Leave { .. } | Entry::Mark { .. } => {}
+                Entry::Try { .. }
+                | Entry::Enter { .. }
+                | Entry::Leave { .. }
+                | Entry::Mark { .. } => {}
             }
         }
         report
+    }
+
+    /// Lock attempts: from a `try` to the same holder's `enter`, `fail` or `lost`.
+    fn attempts(&self) -> Vec<Attempt<'_>> {
+        let mut ends: HashMap<&str, u64> = HashMap::new();
+        for entry in &self.entries {
+            if let Entry::Enter { holder, at, .. }
+            | Entry::Fail { holder, at, .. }
+            | Entry::Lost { holder, at, .. } = entry
+            {
+                let end = ends.entry(holder).or_insert(*at);
+                *end = (*end).min(*at);
+            }
+        }
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Try { holder, key, at } => Some(Attempt {
+                    holder,
+                    key,
+                    start: *at,
+                    end: ends.get(holder.as_str()).copied(),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The time of the first `mark` named `name`, if any.

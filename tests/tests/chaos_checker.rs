@@ -170,6 +170,57 @@ fn a_handover_that_happened_before_the_down_line_counts_as_zero() {
 }
 
 #[test]
+fn a_handover_counts_only_when_another_worker_was_waiting_for_the_key() {
+    let down = |at| Entry::Down {
+        worker: "a".into(),
+        at,
+        keys: Some(vec!["k".into()]),
+    };
+    let attempt = |holder: &str, at| Entry::Try {
+        holder: holder.into(),
+        key: "k".into(),
+        at,
+    };
+    // b asked for the key at 150, before a went down at 300: a handover of 200.
+    let waited = history(vec![
+        attempt("a/0/0", 50),
+        enter("a/0/0", "k", 100, None),
+        attempt("b/0/0", 150),
+        down(300),
+        enter("b/0/0", "k", 500, None),
+        leave("b/0/0", "k", 600),
+    ]);
+    assert_eq!(
+        waited.check().longest_handover(),
+        Some(Duration::from_nanos(200))
+    );
+    // b only asked at 450: no one was waiting when a went down, so there is no handover.
+    let unattended = history(vec![
+        attempt("a/0/0", 50),
+        enter("a/0/0", "k", 100, None),
+        down(300),
+        attempt("b/0/0", 450),
+        enter("b/0/0", "k", 500, None),
+        leave("b/0/0", "k", 600),
+    ]);
+    assert_eq!(unattended.check().longest_handover(), None);
+    // A waiter of a's own process does not count, nor one that had given up.
+    let own_or_gone = history(vec![
+        attempt("a/1/0", 50),
+        attempt("b/0/0", 60),
+        Entry::Fail {
+            holder: "b/0/0".into(),
+            key: "k".into(),
+            at: 200,
+            error: "Busy".into(),
+        },
+        enter("a/0/0", "k", 100, None),
+        down(300),
+    ]);
+    assert_eq!(own_or_gone.check().longest_handover(), None);
+}
+
+#[test]
 fn losses_failures_rejected_writes_and_fence_regressions_are_counted() {
     let h = history(vec![
         enter("a/0/0", "k", 100, Some(5)),
@@ -215,6 +266,11 @@ fn losses_failures_rejected_writes_and_fence_regressions_are_counted() {
 #[test]
 fn every_entry_survives_a_round_trip_through_its_line() {
     let entries = vec![
+        Entry::Try {
+            holder: "a/0/0".into(),
+            key: "chaos:0".into(),
+            at: 0,
+        },
         enter("a/0/0", "chaos:0", 1, Some(7)),
         enter("a/0/1", "chaos:0", 2, None),
         Entry::Leave {

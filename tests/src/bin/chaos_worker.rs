@@ -13,8 +13,9 @@
 //!
 //! The worker stops on its own after `--duration-ms`. A line on standard input (or its end)
 //! shuts it down early, as a deploy would, and a `down` line names the keys it was holding.
-//! With `--close` its tasks cancel their work and it calls `LockClient::close` before its
-//! runtime shuts down; without it, the runtime shuts down with the guards still alive.
+//! With `--close` it calls `LockClient::close`, which cancels the work still running under
+//! its locks and releases them, before its runtime shuts down; without it, the runtime shuts
+//! down with the guards still alive in their tasks.
 //!
 //! `--no-lock` runs the same sections without taking any lock: the negative control, whose
 //! history must show overlaps.
@@ -26,7 +27,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lock_runtime::{Backoff, LockClient, LockError};
+use lock_runtime::{Backoff, LockClient, LockError, LostReason};
 use lock_tests::history::{Entry, Recorder, now_ns};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -143,6 +144,17 @@ impl Rng {
     }
 }
 
+/// Log timestamps in the history's clock (`CLOCK_MONOTONIC` milliseconds), so that log lines
+/// and history lines can be lined up.
+struct MonotonicTimer;
+
+impl tracing_subscriber::fmt::time::FormatTime for MonotonicTimer {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let ns = now_ns();
+        write!(w, "{}.{:06}", ns / 1_000_000, ns % 1_000_000)
+    }
+}
+
 /// What every task shares.
 struct Shared {
     args: Args,
@@ -253,16 +265,21 @@ fn error_kind(e: &LockError) -> String {
         .to_owned()
 }
 
-async fn task(shared: Arc<Shared>, index: usize, end: Instant, mut stop: watch::Receiver<bool>) {
+async fn task(shared: Arc<Shared>, index: usize, end: Instant) {
     let args = &shared.args;
     let mut rng = Rng::new(now_ns() ^ (u64::from(std::process::id()) << 20) ^ index as u64);
     for seq in 0..MAX_SECTIONS_PER_TASK {
-        if *stop.borrow() || Instant::now() >= end {
+        if Instant::now() >= end {
             return;
         }
         let key = format!("chaos:{}", rng.next() % args.keys as u64);
         let holder = format!("{}/{index}/{seq}", args.name);
         let hold = rng.between(args.hold.0, args.hold.1);
+        shared.record(&Entry::Try {
+            holder: holder.clone(),
+            key: key.clone(),
+            at: now_ns(),
+        });
         let attempt = async {
             if !args.lock {
                 body(&shared, &holder, &key, hold).await;
@@ -282,6 +299,16 @@ async fn task(shared: Arc<Shared>, index: usize, end: Instant, mut stop: watch::
                 .await;
             match outcome {
                 Ok(()) => {}
+                // Work cancelled by `close` is a shutdown, not a loss.
+                Err(LockError::Lost {
+                    reason: LostReason::Closed,
+                    ..
+                }) => shared.record(&Entry::Fail {
+                    holder: holder.clone(),
+                    key: key.clone(),
+                    at: now_ns(),
+                    error: "Closed".into(),
+                }),
                 Err(LockError::Lost { .. }) => shared.record(&Entry::Lost {
                     holder: holder.clone(),
                     key: key.clone(),
@@ -302,7 +329,6 @@ async fn task(shared: Arc<Shared>, index: usize, end: Instant, mut stop: watch::
         tokio::select! {
             () = attempt => {}
             () = tokio::time::sleep_until(end) => return,
-            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }
@@ -321,6 +347,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `CHAOS_LOG=lock_runtime=debug` logs the runtime's events (to stderr, which the driver
+    // sends to a file beside the history), with monotonic timestamps.
+    if let Ok(filter) = std::env::var("CHAOS_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_timer(MonotonicTimer)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let recorder = match Recorder::create(&args.history) {
         Ok(r) => r,
         Err(e) => {
@@ -379,12 +415,10 @@ async fn main() -> ExitCode {
         register,
         inside: Mutex::new(BTreeSet::new()),
     });
-    // With `--close` the tasks see the stop order and cancel their work; without it they do
-    // not, and the guards are still alive in their tasks when the runtime goes away.
-    let (_never_tx, never) = watch::channel(false);
-    let task_stop = if args.close { stop_rx.clone() } else { never };
+    // The tasks never see the stop order: the shutdown below is what stops them, as on a
+    // SIGTERM in a service whose handlers are still running.
     let tasks: Vec<_> = (0..args.tasks)
-        .map(|i| tokio::spawn(task(Arc::clone(&shared), i, end, task_stop.clone())))
+        .map(|i| tokio::spawn(task(Arc::clone(&shared), i, end)))
         .collect();
     let mut stop = stop_rx.clone();
     let all_done = async {
@@ -415,27 +449,13 @@ async fn main() -> ExitCode {
         keys: Some(keys.into_iter().collect()),
     });
     if args.close {
-        // A graceful shutdown: the tasks see the stop and cancel their work (dropping
-        // their guards), then the client releases whatever is left.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !shared
-            .inside
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        // `close` cancels the work still running under the client's locks, then releases
+        // them, before the runtime goes away.
+        if let Err(e) = locks.close().await {
+            eprintln!("chaos-worker {}: close: {e}", args.name);
         }
-        close(&locks).await;
     }
     // Without `--close`, returning drops the runtime with the guards still alive in their
-    // tasks, as a process that ends on a signal does.
+    // tasks.
     ExitCode::SUCCESS
-}
-
-/// Releases what the client still holds before the runtime goes away.
-async fn close(_locks: &LockClient) {
-    // `LockClient::close` has not landed on main yet; until it does, `--close` is the same
-    // as no close, and the driver marks the scenario pending.
 }
