@@ -151,6 +151,9 @@ struct Rig {
     spawned: usize,
     /// How many keys the workers contend on.
     keys: usize,
+    /// For a quorum run: the nodes, each behind one proxy that every worker goes through, so
+    /// that a fault on it partitions that node from everyone.
+    quorum: Vec<(FaultProxy, RedisServer)>,
 }
 
 impl Rig {
@@ -185,7 +188,19 @@ impl Rig {
             worker_bin,
             spawned: 0,
             keys: KEYS,
+            quorum: Vec::new(),
         })
+    }
+
+    /// Turns the rig into a quorum rig of `n` nodes: workers spawned from now on lock on all
+    /// of them, each through its node's proxy.
+    fn with_quorum(mut self, n: usize) -> Fallible<Rig> {
+        for i in 0..n {
+            let server = RedisServer::start().map_err(|e| format!("quorum node {i}: {e}"))?;
+            let proxy = FaultProxy::start(server.addr()).map_err(|e| e.to_string())?;
+            self.quorum.push((proxy, server));
+        }
+        Ok(self)
     }
 
     /// Starts one more worker, behind a proxy of its own, for `duration`.
@@ -198,9 +213,15 @@ impl Rig {
         let name = format!("w{}", self.spawned);
         self.spawned += 1;
         let proxy = FaultProxy::start(self.lock_server.addr()).map_err(|e| e.to_string())?;
+        let url = if self.quorum.is_empty() {
+            proxy.url()
+        } else {
+            let urls: Vec<String> = self.quorum.iter().map(|(p, _)| p.url()).collect();
+            urls.join(",")
+        };
         let history = self.dir.path().join(format!("{name}.log"));
         let mut child = Command::new(&self.worker_bin)
-            .args(["--name", &name, "--url", &proxy.url()])
+            .args(["--name", &name, "--url", &url])
             .args(["--register", &self.register.url()])
             .arg("--history")
             .arg(&history)
@@ -850,6 +871,82 @@ fn restart(plan: &Plan, id: &'static str, persistent: bool) -> Fallible<Row> {
     Ok(row)
 }
 
+/// 7. Quorum of five nodes: a minority partitioned from every client, then a majority.
+fn quorum(plan: &Plan) -> Fallible<Row> {
+    const NODES: usize = 5;
+    let mut row = Row::new(
+        "7",
+        format!(
+            "Quorum of {NODES} nodes: 2 partitioned (blackhole) from every client, then 3; \
+             TTL {}, wait 800 ms",
+            ms(TTL)
+        ),
+    );
+    let mut rig = Rig::new(&[])?.with_quorum(NODES)?;
+    let phase = if plan.quick {
+        Duration::from_millis(2_500)
+    } else {
+        Duration::from_millis(6_000)
+    };
+    let settle = Duration::from_millis(1_500);
+    let duration = WARM_UP + 2 * (phase + settle) + Duration::from_secs(1);
+    rig.spawn_many(WORKERS, duration, &["--wait-ms", "800"])?;
+    sleep(WARM_UP);
+    let mut windows = Vec::new();
+    for cut in [2, 3] {
+        let from = rig.mark(&format!("partition-{cut}-of-{NODES}"));
+        for (proxy, _) in &rig.quorum[..cut] {
+            proxy.set(Fault::Blackhole);
+        }
+        sleep(phase);
+        for (proxy, _) in &rig.quorum[..cut] {
+            proxy.set(Fault::Pass);
+        }
+        let to = rig.mark("heal");
+        windows.push((from, to));
+        sleep(settle);
+    }
+    let history = rig.conclude(&mut row, duration + Duration::from_secs(10), false)?;
+    // A section entered in a window: 100 ms of grace for an acquire answered just before.
+    let grace = 100_000_000;
+    let entered = |(from, to): (u64, u64)| {
+        history
+            .sections()
+            .iter()
+            .filter(|s| s.enter >= from + grace && s.enter < to)
+            .count()
+    };
+    let no_quorum = |(from, to): (u64, u64)| {
+        history
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(e, Entry::Fail { at, error, .. }
+                    if error == "NoQuorum" && (from..to + grace).contains(at))
+            })
+            .count()
+    };
+    let (minority, majority) = (windows[0], windows[1]);
+    let (in_minority, in_majority) = (entered(minority), entered(majority));
+    row.check("minority cut: work continues", in_minority > 0, false);
+    row.check(
+        "majority cut: no work (no section entered)",
+        in_majority == 0,
+        true,
+    );
+    row.check(
+        "majority cut: attempts fail with `NoQuorum`",
+        no_quorum(majority) > 0,
+        false,
+    );
+    row.figure(format!(
+        "sections entered with 2 of {NODES} cut: {in_minority}; with 3 of {NODES} cut: \
+         {in_majority}; `NoQuorum` failures with 3 cut: {}",
+        no_quorum(majority)
+    ));
+    Ok(row)
+}
+
 fn pending(id: &'static str, scenario: &str, waits_for: &str) -> Row {
     let mut row = Row::new(id, scenario);
     row.status = Status::Pending(waits_for.into());
@@ -997,8 +1094,12 @@ fn document(rows: &[Row], took: Duration) -> String {
          Its fencing counter is lost too, so tokens start again from 1. The register then \
          refuses the *new* holder's writes, not the stale one's: fencing with a counter kept on \
          the same non-persistent server does not order holders across a restart.\n\
-         - Rows 6 to 8 wait for backends that do not exist yet; they are listed so that they are \
-         not forgotten.\n",
+         - Row 7 runs the quorum (Redlock) client on five servers, each behind one proxy that \
+         every worker goes through, so a fault on it partitions that node from everyone. A \
+         section entered more than 100 ms after the majority was cut would be work without a \
+         quorum.\n\
+         - Rows 6 and 8 wait for backends that do not exist yet; they are listed so that they \
+         are not forgotten.\n",
     );
     doc
 }
@@ -1045,6 +1146,7 @@ fn main() -> ExitCode {
         ("4b", Box::new(|| shutdown(&plan, "4b", false))),
         ("5a", Box::new(|| restart(&plan, "5a", false))),
         ("5b", Box::new(|| restart(&plan, "5b", true))),
+        ("7", Box::new(|| quorum(&plan))),
     ];
     let mut rows = Vec::new();
     for (id, run) in &scenarios {
@@ -1071,11 +1173,6 @@ fn main() -> ExitCode {
             "waiting for the Sentinel backend issue",
         ),
         (
-            "7",
-            "Quorum: a minority partitioned, then a majority partitioned",
-            "waiting for the quorum (Redlock) backend issue",
-        ),
-        (
             "8",
             "Cluster master failover with locks held",
             "waiting for the Cluster backend issue",
@@ -1085,6 +1182,7 @@ fn main() -> ExitCode {
             rows.push(pending(id, scenario, waits_for));
         }
     }
+    rows.sort_by_key(|r| r.id);
     let took = started.elapsed();
     print!("{}", table(&rows, quick));
     let all_held = rows.iter().all(|r| r.held(quick));

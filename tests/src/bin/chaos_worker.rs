@@ -4,6 +4,8 @@
 //! chaos-worker --name A --url redis://127.0.0.1:PORT/ --history FILE [options]
 //! ```
 //!
+//! Several comma-separated URLs make it a quorum (Redlock) client over those servers.
+//!
 //! Runs `--tasks` tasks that each take locks on `--keys` keys (`chaos:0`, `chaos:1`, ...) in
 //! a loop, with fencing on, and hold each for `--hold-ms` (a random time between the two
 //! bounds given as `MIN,MAX`). Every critical section is written to the history file: an
@@ -364,7 +366,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let locks = match LockClient::builder(args.url.clone())
+    // Several comma-separated URLs make a quorum (Redlock) client.
+    let builder = if args.url.contains(',') {
+        LockClient::quorum(args.url.split(','))
+    } else {
+        LockClient::builder(args.url.clone())
+    };
+    let locks = match builder
         .connect_timeout(Duration::from_secs(1))
         .response_timeout(args.response_timeout)
         .connect()
