@@ -163,10 +163,15 @@ impl Rig {
             .start()
             .map_err(|e| format!("lock server: {e}"))?;
         let register = RedisServer::start().map_err(|e| format!("register server: {e}"))?;
+        // CHAOS_KEEP=1 keeps every scenario's histories and worker logs for inspection.
         let dir = tempfile::Builder::new()
             .prefix("chaos-")
+            .disable_cleanup(std::env::var_os("CHAOS_KEEP").is_some())
             .tempdir()
             .map_err(|e| e.to_string())?;
+        if std::env::var_os("CHAOS_KEEP").is_some() {
+            eprintln!("chaos: histories kept in {}", dir.path().display());
+        }
         let driver_log = dir.path().join("driver.log");
         let driver = Recorder::create(&driver_log).map_err(|e| e.to_string())?;
         let worker_bin = std::env::current_exe()
@@ -413,17 +418,6 @@ impl Rig {
         }
         let history = self.history()?;
         let report = history.check();
-        if std::env::var_os("CHAOS_KEEP").is_some() {
-            let kept = std::mem::replace(
-                &mut self.dir,
-                tempfile::tempdir().map_err(|e| e.to_string())?,
-            );
-            eprintln!(
-                "chaos {}: histories kept in {}",
-                row.id,
-                kept.keep().display()
-            );
-        }
         if !overlaps_allowed {
             row.check("0 overlaps", report.overlaps.is_empty(), true);
         }
@@ -433,6 +427,13 @@ impl Rig {
         eprintln!("chaos {}: {report}", row.id);
         if !report.overlaps.is_empty() {
             row.figure(fencing_verdict(&history, &report));
+        }
+        if !report.handovers.is_empty() {
+            row.figure(format!(
+                "{} handovers measured (a key held by a worker that went down, with another \
+                 worker waiting)",
+                report.handovers.len()
+            ));
         }
         if let Some(margin) = loss_margin(&history) {
             row.figure(margin);
@@ -728,11 +729,15 @@ fn kill_holder(plan: &Plan) -> Fallible<Row> {
     // One key: every other task waits for it, so the handover is always measured.
     rig.keys = 1;
     let round = TTL + Duration::from_millis(1_000);
-    let duration = WARM_UP + round * plan.rounds() as u32 + Duration::from_secs(1);
+    // With one key, finding a holder just after its entry takes up to a hold: allow for it.
+    let duration = WARM_UP + (round + HOLD.1) * plan.rounds() as u32 + Duration::from_secs(1);
     let ends = Instant::now() + duration;
     rig.spawn_many(WORKERS, duration, &[])?;
     sleep(WARM_UP);
     for _ in 0..plan.rounds() {
+        if Instant::now() + round + Duration::from_secs(1) > ends {
+            break; // the workers are about to finish
+        }
         let holder = rig.wait_for_holder(Duration::from_millis(20), Duration::from_millis(150))?;
         rig.kill(&holder);
         // A replacement keeps the contention up, and ends with the others.
@@ -764,12 +769,16 @@ fn shutdown(plan: &Plan, id: &'static str, close: bool) -> Fallible<Row> {
     // One key: every other task waits for it, so the handover is always measured.
     rig.keys = 1;
     let round = TTL + Duration::from_millis(1_000);
-    let duration = WARM_UP + round * plan.rounds() as u32 + Duration::from_secs(1);
+    // With one key, finding a holder just after its entry takes up to a hold: allow for it.
+    let duration = WARM_UP + (round + HOLD.1) * plan.rounds() as u32 + Duration::from_secs(1);
     let extra: &[&str] = if close { &["--close"] } else { &[] };
     let ends = Instant::now() + duration;
     rig.spawn_many(WORKERS, duration, extra)?;
     sleep(WARM_UP);
     for _ in 0..plan.rounds() {
+        if Instant::now() + round + Duration::from_secs(1) > ends {
+            break; // the workers are about to finish
+        }
         let holder = rig.wait_for_holder(Duration::from_millis(20), Duration::from_millis(150))?;
         if let Err(e) = rig.shut_down(&holder) {
             row.figure(e);
