@@ -23,9 +23,15 @@
 //! [`HarnessError::NotInstalled`], whose message says how to install it.
 //!
 //! Unix only: it relies on signals (SIGSTOP/SIGCONT/SIGTERM) to control the server.
+//!
+//! The fault-injection rig behind `scripts/chaos` and `RELIABILITY.md` lives here too: a
+//! [`proxy::FaultProxy`] to put between clients and a server, and the [`history`] recorder
+//! and checker of critical sections.
 
 mod binary;
 mod error;
+pub mod history;
+pub mod proxy;
 mod server;
 
 pub use binary::{REDIS_SERVER_ENV, redis_server_available, redis_server_binary};
