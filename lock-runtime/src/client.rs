@@ -389,12 +389,11 @@ impl ClientBuilder {
             }
         };
         tracing::debug!(url = %redacted, reachable, "lock server connection set up");
-        Ok(RedisBackend::new(
-            conn,
-            subscriber_client,
-            redacted,
-            op_timeout,
-            reachable,
-        ))
+        let node = RedisBackend::new(conn, subscriber_client, redacted, op_timeout, reachable);
+        if reachable {
+            // Bounded: a server that stalls now is found out by the first request anyway.
+            let _ = tokio::time::timeout(op_timeout, node.preload_scripts()).await;
+        }
+        Ok(node)
     }
 }

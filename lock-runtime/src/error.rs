@@ -163,7 +163,7 @@ pub enum LockError {
     /// too few answered in time, or their answers were split.
     #[error(
         "no quorum for `{operation}` on lock `{key}`: {answered} node(s) answered, {needed} \
-         needed; check that a majority of the lock servers is reachable"
+         needed to agree; check that a majority of the lock servers is reachable"
     )]
     NoQuorum {
         /// The full key.

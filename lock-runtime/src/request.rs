@@ -216,6 +216,11 @@ impl LockRequest {
         let mut releases: Option<ReleaseWatch> = None;
         let mut watching = false;
         loop {
+            if store.is_closed() {
+                return Err(LockError::Closed { key });
+            }
+            // Counted until this attempt is settled, undo included: close() waits for it.
+            let in_flight = store.attempt();
             let token = new_token();
             let sent_at = Instant::now();
             let lease = || {
@@ -256,8 +261,12 @@ impl LockRequest {
                     drop(undo);
                     let guard = LockGuard::start(&store, lease(), fence, self.renew);
                     if store.is_closed() {
-                        // close() ran while this attempt was in flight.
-                        drop(guard);
+                        // close() ran while this attempt was in flight: give it back now,
+                        // while close() still waits for this attempt.
+                        if let Err(e) = guard.release().await {
+                            tracing::debug!(key, error = %e, "release after close failed");
+                        }
+                        drop(in_flight);
                         return Err(LockError::Closed { key });
                     }
                     tracing::debug!(
@@ -271,10 +280,12 @@ impl LockRequest {
                 Ok(Acquired::Busy { holder_ttl }) => {
                     undo.disarm();
                     drop(undo);
+                    drop(in_flight);
                     holder_ttl
                 }
                 Err(e) => {
                     drop(undo);
+                    drop(in_flight);
                     if !e.is_transient() || remaining().is_zero() {
                         return Err(e);
                     }

@@ -23,7 +23,8 @@ pub(crate) struct Store {
     /// Every lease not yet given back, by id: guards alive, and guards dropped whose
     /// background release has not finished (or never ran, its runtime gone).
     held: Mutex<HashMap<LeaseId, Arc<Lease>>>,
-    /// Background releases spawned and not yet finished or dropped.
+    /// Background releases spawned and not yet finished or dropped, plus acquire attempts
+    /// in flight: `close` waits for both.
     background: AtomicUsize,
     background_done: Notify,
 }
@@ -38,8 +39,9 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Counts one background release until its future finishes or is dropped unpolled.
-struct BackgroundRelease(Arc<Store>);
+/// Counts one background release (or one acquire attempt in flight) until its future
+/// finishes or is dropped unpolled.
+pub(crate) struct BackgroundRelease(Arc<Store>);
 
 impl Drop for BackgroundRelease {
     fn drop(&mut self) {
@@ -92,6 +94,14 @@ impl Store {
 
     fn held(&self) -> MutexGuard<'_, HashMap<LeaseId, Arc<Lease>>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts an acquire attempt in flight until the returned value is dropped: `close`
+    /// waits for it, so a `SET` that lands after `close` released everything is given back
+    /// (the attempt sees the client closed and releases) before `close` returns.
+    pub(crate) fn attempt(self: &Arc<Self>) -> BackgroundRelease {
+        self.background.fetch_add(1, Ordering::AcqRel);
+        BackgroundRelease(Arc::clone(self))
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -159,7 +169,8 @@ impl Store {
         });
         let outcomes = futures_util::future::join_all(releases).await;
         let released = outcomes.iter().filter(|o| o.is_ok()).count();
-        // Background releases spawned before (by dropped guards) finish too.
+        // Background releases spawned before (by dropped guards) finish too, and so do
+        // acquire attempts in flight (they see the client closed and give back what they got).
         let until = Instant::now() + op_timeout;
         loop {
             let done = self.background_done.notified();

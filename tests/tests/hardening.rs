@@ -532,3 +532,76 @@ async fn a_hung_subscriber_connection_is_replaced_and_waiters_still_wake() {
         assert!(released_at.elapsed() < Duration::from_secs(2), "{name}");
     }
 }
+
+// Found by the chaos rig (scenario 4): a waiter of the closing client whose SET landed just
+// after close() released the key kept it for a whole TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_leaves_nothing_locked_by_its_own_waiters() {
+    let server = server();
+    for round in 0..20 {
+        let client = connect(&server).await;
+        let held = client.lock("closing").acquire().await.unwrap();
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    client
+                        .lock("closing")
+                        .wait(Duration::from_secs(5))
+                        .backoff(Backoff::constant(Duration::from_millis(1)))
+                        .acquire()
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20 + round)).await;
+        client.close().await.unwrap();
+        assert_eq!(
+            pttl(&server, "closing"),
+            -2,
+            "round {round}: locked right after close"
+        );
+        for waiter in waiters {
+            let out = tokio::time::timeout(Duration::from_secs(2), waiter)
+                .await
+                .expect("waiters end at close")
+                .unwrap();
+            assert!(
+                matches!(out, Err(LockError::Closed { .. })),
+                "round {round}: {out:?}"
+            );
+        }
+        assert_eq!(
+            pttl(&server, "closing"),
+            -2,
+            "round {round}: a late SET kept the key"
+        );
+        drop(held);
+    }
+}
+
+// Found by the chaos rig (scenario 2b): each renewal attempt was capped at ttl/3, so a round
+// trip longer than that lost every lock although the renewals arrived in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_trip_longer_than_a_third_of_the_ttl_keeps_the_lock() {
+    use lock_tests::proxy::{Fault, FaultProxy};
+    let server = server();
+    let upstream = server.addr();
+    // The proxy runs its own runtime on a thread; start it outside this one.
+    let proxy = tokio::task::spawn_blocking(move || FaultProxy::start(upstream))
+        .await
+        .unwrap()
+        .unwrap();
+    let client = LockClient::connect(&proxy.url()).await.unwrap();
+    let ttl = Duration::from_millis(600);
+    proxy.set(Fault::Latency(Duration::from_millis(250)));
+    let out = client
+        .lock("slow")
+        .ttl(ttl)
+        .run(tokio::time::sleep(3 * ttl))
+        .await;
+    assert!(
+        out.is_ok(),
+        "renewals 250 ms late (ttl/3 = 200 ms) lost the lock: {out:?}"
+    );
+}

@@ -229,6 +229,17 @@ impl Backend for QuorumBackend {
             if yes > 0 || answered < self.nodes.len() {
                 self.undo(args.key, args.token, limit).await;
             }
+            if yes >= quorum {
+                // A majority said yes, but too late to leave any validity.
+                return Err(BackendError::Redis(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "timed out",
+                    format!(
+                        "{yes} nodes granted the lock, but its validity ran out before they \
+                         answered; raise the TTL or look at the nodes' latency"
+                    ),
+                ))));
+            }
             let busy: Vec<Option<Duration>> = answers
                 .iter()
                 .filter_map(|a| match a {

@@ -202,6 +202,33 @@ fn protocol_error(what: &str) -> BackendError {
 }
 
 impl RedisBackend {
+    /// Loads every script into the server's cache now, concurrently (one round trip on the
+    /// multiplexed connection). Otherwise the first use of each script on a connection costs
+    /// a second round trip (EVALSHA, NOSCRIPT, EVAL): on a slow link, the first renewal of a
+    /// lock could then miss its deadline. Best effort: a server that refuses (an ACL user
+    /// without SCRIPT) still gets each script by EVAL on first use.
+    pub(crate) async fn preload_scripts(&self) {
+        let scripts: [&Script; 7] = [
+            &ACQUIRE_FENCED,
+            &ACQUIRE_READING_FENCE,
+            &RAISE_FENCE,
+            &RELEASE,
+            &RELEASE_QUIETLY,
+            &RENEW,
+            &TTL_IF_HELD,
+        ];
+        let loads = scripts.map(|script| {
+            let mut conn = self.conn.clone();
+            async move { script.load_async(&mut conn).await }
+        });
+        for result in futures_util::future::join_all(loads).await {
+            if let Err(e) = result {
+                tracing::debug!(url = %self.redacted_url, error = %e, "could not preload a lock script; it is sent on first use");
+                break;
+            }
+        }
+    }
+
     /// Deletes `key` if it holds `token`, announcing nothing (see [`RELEASE_QUIETLY`]).
     pub(crate) fn release_quietly<'a>(
         &'a self,
