@@ -324,12 +324,12 @@ async fn tracing_events_carry_the_key_and_never_the_token() {
     let client = fx.client().await;
     let guard = client
         .lock("traced")
-        .ttl(Duration::from_millis(60))
+        .ttl(Duration::from_millis(150))
         .acquire()
         .await
         .unwrap();
     let token = guard.token().to_owned();
-    tokio::time::sleep(Duration::from_millis(100)).await; // a few renewals
+    tokio::time::sleep(Duration::from_millis(250)).await; // a few renewals
     guard.release().await.unwrap();
     let _: () = redis::cmd("FLUSHALL").query(&mut fx.raw()).unwrap();
 
