@@ -275,7 +275,9 @@ async fn fencing_tokens_strictly_increase_across_changing_majorities() {
             guard.release().await.unwrap();
         }
     }
-    assert_eq!(last, 500, "one step per acquisition");
+    // At least one step per acquisition (an attempt that raised the counter and then lost
+    // its validity uses a value too).
+    assert!(last >= 500, "{last}");
 }
 
 /// Two OS processes × 16 tasks do a non-atomic read-modify-write under the quorum lock
