@@ -300,7 +300,9 @@ impl Rig {
     /// Waits until a live worker is inside a section it entered between `min` and `max`
     /// ago, and names it: the moment to hit a holder mid-hold.
     fn wait_for_holder(&mut self, min: Duration, max: Duration) -> Fallible<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: on a loaded 2-core CI machine, workers restarting after the previous
+        // fault can take seconds to get back into a section.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let now = now_ns();
             for w in &mut self.workers {
@@ -325,7 +327,7 @@ impl Rig {
             }
             sleep(Duration::from_millis(5));
         }
-        Err("no worker entered a critical section within 10 s".into())
+        Err("no worker entered a critical section within 30 s".into())
     }
 
     /// SIGKILLs a worker; its open sections end at the `down` line written just before.
