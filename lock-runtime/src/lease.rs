@@ -299,6 +299,38 @@ mod tests {
         assert!(now + crate::MIN_TTL - t.lost_at() >= Duration::from_millis(6));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_local_timer_declares_the_loss_with_no_scheduler_running() {
+        // A lease no scheduler looks after (its runtime gone, say): whoever waits on it
+        // still sees it lost at `lost_at`, and is re-armed by a renewal meanwhile.
+        let backend: Arc<dyn Backend> = Arc::new(crate::backend::memory::MemoryBackend::default());
+        let ttl = Duration::from_secs(3);
+        let start = Instant::now();
+        let lease = Arc::new(Lease::new(
+            backend,
+            "k".into(),
+            "t".into(),
+            ttl,
+            start,
+            Holds::default(),
+        ));
+        let first_lost_at = lease.times().lost_at();
+        let renewer = {
+            let lease = Arc::clone(&lease);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                lease.renewed(Instant::now(), ttl);
+            })
+        };
+        let reason = lease.wait_lost().await;
+        renewer.await.unwrap();
+        assert_eq!(reason, LostReason::Expired);
+        let at = Instant::now();
+        assert!(at > first_lost_at, "the renewal re-armed the timer");
+        assert_eq!(at, lease.times().lost_at());
+        assert!(lease.cancel_token().is_cancelled());
+    }
+
     #[test]
     fn drift_is_one_percent_plus_two_ms() {
         assert_eq!(drift(Duration::from_secs(10)), Duration::from_millis(102));
