@@ -10,7 +10,8 @@ use crate::LockError;
 use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::quorum::{DEFAULT_NODE_TIMEOUT, QuorumBackend};
-use crate::backend::redis::RedisBackend;
+use crate::backend::redis::{RedisBackend, Replicas};
+use crate::error::connect_error;
 use crate::redact::{redact_url, scrub};
 use crate::request::LockRequest;
 use crate::store::Store;
@@ -211,6 +212,19 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     node_timeout: Duration,
+    /// `WAIT` for this many replicas, this long, after each acquire.
+    replicas: Option<(usize, Duration)>,
+    #[cfg(feature = "tls")]
+    tls: TlsFiles,
+}
+
+/// PEM material for TLS beyond the system roots.
+#[cfg(feature = "tls")]
+#[derive(Clone, Default)]
+struct TlsFiles {
+    root_ca: Option<Vec<u8>>,
+    /// Certificate chain and private key, for mutual TLS.
+    client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// What a builder connects to.
@@ -245,7 +259,58 @@ impl ClientBuilder {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(1),
             node_timeout: DEFAULT_NODE_TIMEOUT,
+            replicas: None,
+            #[cfg(feature = "tls")]
+            tls: TlsFiles::default(),
         }
+    }
+
+    /// Trusts this CA (PEM, one or more certificates) for `rediss://` servers, instead of the
+    /// system's roots: for a private CA. Certificates are always verified, host name
+    /// included.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let client = lock_runtime::LockClient::builder("rediss://cache.internal:6380/")
+    ///     .tls_root_ca_pem(ca)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_root_ca_pem(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_ca = Some(ca_pem.into());
+        self
+    }
+
+    /// Presents this client certificate chain and private key (PEM) to `rediss://` servers
+    /// that require mutual TLS (`tls-auth-clients yes`).
+    #[cfg(feature = "tls")]
+    pub fn tls_client_cert_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// After each successful acquire, waits (Redis `WAIT`) until `replicas` replicas have the
+    /// write, for at most `timeout`. If fewer confirm in time, the lock is released again and
+    /// the acquire fails with [`LockError::NotReplicated`]: Redisson's
+    /// `checkLockSyncedSlaves`.
+    ///
+    /// Replication is asynchronous, so a failover can promote a replica that never saw a
+    /// lock, and let a second holder in. This narrows that window to writes lost within the
+    /// acknowledgement itself; it does not close it (a replica acknowledges receipt, not a
+    /// durable write). Fencing tokens are what make an overlap harmless.
+    ///
+    /// The `SET` and its `WAIT` go over a second connection, so that a slow `WAIT` never
+    /// holds back renewals. Each acquire takes one more round trip.
+    pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.replicas = Some((replicas, timeout));
+        self
     }
 
     /// How long one connection attempt may take (default 2 s).
@@ -335,65 +400,136 @@ impl ClientBuilder {
         }
     }
 
-    /// Connects to one server. With `lazy`, an unreachable server is not an error: the
-    /// node connects on first use (a quorum tolerates a minority down at start-up).
-    async fn connect_node(&self, url: &str, lazy: bool) -> Result<RedisBackend, LockError> {
+    /// Opens a redis-rs client for `url`, with the builder's TLS settings.
+    fn open(&self, url: &str) -> Result<redis::Client, LockError> {
         let redacted = redact_url(url);
         let invalid = |reason: String| LockError::InvalidUrl {
             url: redacted.clone(),
             reason,
         };
-        let client = redis::Client::open(url).map_err(|e| invalid(scrub(&e.to_string(), url)))?;
-        let subscriber_client = client.clone();
+        let tls_url = url.starts_with("rediss://");
+        #[cfg(not(feature = "tls"))]
+        if tls_url {
+            return Err(invalid(
+                "`rediss://` needs TLS: enable lock-runtime's `tls` feature (on by default)".into(),
+            ));
+        }
+        #[cfg(feature = "tls")]
+        {
+            if tls_url {
+                ensure_crypto_provider();
+            }
+            if self.tls.root_ca.is_some() || self.tls.client.is_some() {
+                if !tls_url {
+                    return Err(invalid(
+                        "TLS certificates were given, but the URL is not `rediss://`".into(),
+                    ));
+                }
+                let certificates = redis::TlsCertificates {
+                    client_tls: self.tls.client.as_ref().map(|(cert, key)| {
+                        redis::ClientTlsConfig {
+                            client_cert: cert.clone(),
+                            client_key: key.clone(),
+                        }
+                    }),
+                    root_cert: self.tls.root_ca.clone(),
+                };
+                return redis::Client::build_with_tls(url, certificates)
+                    .map_err(|e| invalid(scrub(&e.to_string(), url)));
+            }
+        }
+        let _ = tls_url;
+        redis::Client::open(url).map_err(|e| invalid(scrub(&e.to_string(), url)))
+    }
+
+    /// Connects to one server. With `lazy`, an unreachable server is not an error: the
+    /// node connects on first use (a quorum tolerates a minority down at start-up).
+    async fn connect_node(&self, url: &str, lazy: bool) -> Result<RedisBackend, LockError> {
+        let client = self.open(url)?;
+        self.connect_client(client, redact_url(url), lazy).await
+    }
+
+    /// One connection manager to `client`; `extra` lengthens its response timeout (for
+    /// `WAIT`). Returns it and whether the first attempt reached the server.
+    async fn manager(
+        &self,
+        client: &redis::Client,
+        redacted: &str,
+        extra: Duration,
+        lazy: bool,
+    ) -> Result<(ConnectionManager, bool), LockError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
+            .set_response_timeout(Some(self.response_timeout + extra))
             // Reconnects happen in the background; a request never waits through a long
             // backoff ladder, it fails and the watchdog or caller retries.
             .set_number_of_retries(1)
             .set_max_delay(self.connect_timeout);
-        let op_timeout = self.connect_timeout + self.response_timeout;
+        let op_timeout = self.connect_timeout + self.response_timeout + extra;
         let eager = tokio::time::timeout(
             op_timeout,
             ConnectionManager::new_with_config(client.clone(), config.clone()),
         )
         .await;
-        let (conn, reachable) = match eager {
-            Ok(Ok(conn)) => (conn, true),
+        match eager {
+            Ok(Ok(conn)) => Ok((conn, true)),
             failed if lazy => {
                 tracing::warn!(url = %redacted, "lock server unreachable at start-up; will retry on use");
                 drop(failed);
-                let conn =
-                    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-                        LockError::Backend {
-                            key: redacted.clone(),
-                            operation: "connect",
-                            source: Arc::new(e),
-                        }
-                    })?;
-                (conn, false)
+                let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .map_err(|e| connect_error(redacted, e))?;
+                Ok((conn, false))
             }
-            Ok(Err(e)) => {
-                return Err(LockError::Backend {
-                    key: redacted.clone(),
-                    operation: "connect",
-                    source: Arc::new(e),
-                });
-            }
-            Err(_) => {
-                return Err(LockError::Timeout {
-                    key: redacted.clone(),
-                    operation: "connect",
-                    after: op_timeout,
-                });
-            }
-        };
+            Ok(Err(e)) => Err(connect_error(redacted, e)),
+            Err(_) => Err(LockError::Timeout {
+                key: redacted.to_owned(),
+                operation: "connect",
+                after: op_timeout,
+            }),
+        }
+    }
+
+    /// Connects to the server behind `client` (see [`connect_node`](Self::connect_node)).
+    async fn connect_client(
+        &self,
+        client: redis::Client,
+        redacted: String,
+        lazy: bool,
+    ) -> Result<RedisBackend, LockError> {
+        let (conn, reachable) = self
+            .manager(&client, &redacted, Duration::ZERO, lazy)
+            .await?;
+        let op_timeout = self.connect_timeout + self.response_timeout;
         tracing::debug!(url = %redacted, reachable, "lock server connection set up");
-        let node = RedisBackend::new(conn, subscriber_client, redacted, op_timeout, reachable);
+        let mut backend = RedisBackend::new(
+            conn,
+            client.clone(),
+            redacted.clone(),
+            op_timeout,
+            reachable,
+        );
         if reachable {
             // Bounded: a server that stalls now is found out by the first request anyway.
-            let _ = tokio::time::timeout(op_timeout, node.preload_scripts()).await;
+            let _ = tokio::time::timeout(op_timeout, backend.preload_scripts()).await;
         }
-        Ok(node)
+        if let Some((wanted, timeout)) = self.replicas {
+            let (conn, _) = self.manager(&client, &redacted, timeout, lazy).await?;
+            backend = backend.with_replicas(Replicas {
+                conn,
+                wanted,
+                timeout,
+            });
+        }
+        Ok(backend)
+    }
+}
+
+/// rustls needs a process-wide crypto provider when more than one is compiled in (another
+/// crate may enable aws-lc-rs); install ring's unless one is installed already.
+#[cfg(feature = "tls")]
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: some provider is then installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }

@@ -176,6 +176,65 @@ pub enum LockError {
         needed: usize,
     },
 
+    /// The lock was acquired, but fewer replicas than asked with
+    /// [`wait_for_replicas`](crate::ClientBuilder::wait_for_replicas) confirmed it in time.
+    /// The lock was released again: nothing is held.
+    #[error(
+        "lock `{key}` was acquired but only {acknowledged} of {wanted} replica(s) confirmed it \
+         in time, so it was released again (a failover could have lost it); check the \
+         replicas' health and lag, raise the `wait_for_replicas` timeout, or retry"
+    )]
+    NotReplicated {
+        /// The full key.
+        key: String,
+        /// How many replicas had to confirm the write.
+        wanted: usize,
+        /// How many did, within the timeout.
+        acknowledged: usize,
+    },
+
+    /// The server refused the credentials: wrong user name or password, or a disabled user.
+    /// The URL in this error has its password masked, and the password is never shown.
+    #[error(
+        "authentication to `{url}` failed: {detail}; check the user name and password in the \
+         URL (`redis://user:password@host/`) and that the ACL user is enabled"
+    )]
+    Auth {
+        /// The URL, password masked.
+        url: String,
+        /// What the server said.
+        detail: String,
+    },
+
+    /// The ACL user may not run a command, or touch a key or channel, that the library needs.
+    #[error(
+        "the Redis user may not `{operation}` lock `{key}`: {detail}; grant the lock-only ACL \
+         rule from the README (keys `~<namespace>:*` and `~{{<namespace>:*`, channels \
+         `&lock-released:*`, and the commands listed there), or use a namespace the user owns"
+    )]
+    NoPermission {
+        /// The full key.
+        key: String,
+        /// What was being done.
+        operation: &'static str,
+        /// The server's message, which names the command, key or channel refused.
+        detail: String,
+    },
+
+    /// TLS failed: the server's certificate was not trusted (unknown CA, wrong host name,
+    /// expired), or the server refused ours.
+    #[error(
+        "TLS with `{url}` failed: {detail}; check the server certificate against the CA given \
+         with `tls_root_ca_pem` (or the system roots), its host name, and for mutual TLS the \
+         client certificate given with `tls_client_cert_pem`"
+    )]
+    Tls {
+        /// The URL, password masked.
+        url: String,
+        /// What failed, as rustls or the server reported it.
+        detail: String,
+    },
+
     /// The backend failed: connection refused, connection lost, or a server error.
     #[error(
         "lock server error during `{operation}` on `{key}`: {source}; check the server and the connection"
@@ -260,8 +319,10 @@ impl LockError {
             | LockError::InvalidOption { key, .. }
             | LockError::Reentry { key, .. }
             | LockError::NoQuorum { key, .. }
+            | LockError::NotReplicated { key, .. }
+            | LockError::NoPermission { key, .. }
             | LockError::Backend { key, .. } => Some(key),
-            LockError::InvalidUrl { .. } => None,
+            LockError::InvalidUrl { .. } | LockError::Auth { .. } | LockError::Tls { .. } => None,
         }
     }
 }
@@ -281,6 +342,7 @@ impl From<LockError> for std::io::Error {
             LockError::Backend { source, .. } if source.is_connection_refusal() => {
                 ErrorKind::ConnectionRefused
             }
+            LockError::Auth { .. } | LockError::NoPermission { .. } => ErrorKind::PermissionDenied,
             _ => ErrorKind::Other,
         };
         std::io::Error::new(kind, err)
@@ -297,12 +359,21 @@ pub(crate) enum BackendError {
         answered: usize,
         needed: usize,
     },
+    /// Fewer replicas than asked acknowledged an acquire; it was undone.
+    NotReplicated {
+        wanted: usize,
+        acknowledged: usize,
+    },
+    /// The ACL user may not run a command or touch a key or channel (NOPERM).
+    NoPermission(String),
 }
 
 impl From<redis::RedisError> for BackendError {
     fn from(e: redis::RedisError) -> Self {
         if e.code() == Some("WRONGTYPE") {
             BackendError::WrongType("value of another type".into())
+        } else if let Some(detail) = no_permission(&e) {
+            BackendError::NoPermission(detail)
         } else {
             BackendError::Redis(e)
         }
@@ -327,6 +398,83 @@ impl BackendError {
                 answered,
                 needed,
             },
+            BackendError::NotReplicated {
+                wanted,
+                acknowledged,
+            } => LockError::NotReplicated {
+                key: key.to_owned(),
+                wanted,
+                acknowledged,
+            },
+            BackendError::NoPermission(detail) => LockError::NoPermission {
+                key: key.to_owned(),
+                operation,
+                detail,
+            },
         }
+    }
+}
+
+/// The server's message if `e` is an ACL refusal: `NOPERM` directly, or from inside a
+/// script (where Redis 7.0 reports the refused command in the script error's text).
+fn no_permission(e: &redis::RedisError) -> Option<String> {
+    let text = e.to_string();
+    let refused = e.code() == Some("NOPERM")
+        || text.contains("NOPERM")
+        || text.contains("no permissions to")
+        || text.contains("No permissions to");
+    let in_script = text.contains("user executing the script can't run");
+    if !refused && !in_script {
+        return None;
+    }
+    let text = text.trim();
+    // Redis 7.0 names only the script and line; name the command from our own source.
+    let command = in_script
+        .then(|| {
+            let (_, after) = text.split_once("script: ")?;
+            let (sha, rest) = after.split_once(',')?;
+            let (_, line) = rest.split_once("@user_script:")?;
+            let line: usize = line.trim_end_matches('.').trim().parse().ok()?;
+            crate::backend::redis::script_command(sha.trim(), line)
+        })
+        .flatten();
+    Some(match command {
+        Some(command) => format!(
+            "the user may not run `{command}` (inside the lock script); grant it with \
+             `+{command}` ({text})"
+        ),
+        None => text.to_owned(),
+    })
+}
+
+/// Turns a failed connection attempt into the error that says what to fix: credentials,
+/// TLS, or a plain backend error. `url` is already redacted; nothing here prints a password,
+/// since redis-rs never puts it into its errors.
+pub(crate) fn connect_error(url: &str, e: redis::RedisError) -> LockError {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
+        || lower.contains("wrongpass")
+        || lower.contains("invalid username-password")
+    {
+        return LockError::Auth {
+            url: url.to_owned(),
+            detail: text,
+        };
+    }
+    if ["certificate", "tls", "handshake", "alert", "unknownissuer"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        return LockError::Tls {
+            url: url.to_owned(),
+            detail: text,
+        };
+    }
+    LockError::Backend {
+        key: url.to_owned(),
+        operation: "connect",
+        source: Arc::new(e),
     }
 }

@@ -107,6 +107,30 @@ pub enum HarnessError {
         source: io::Error,
     },
 
+    /// A helper program (`openssl`, `redis-cli`) failed or is missing.
+    #[error(
+        "`{program}` failed: {detail}; install it with `sudo apt-get install -y {package}`, or run `scripts/test`, which installs it"
+    )]
+    Tool {
+        /// The program that was run.
+        program: &'static str,
+        /// The Debian package that provides it.
+        package: &'static str,
+        /// Its exit status and output, or why it could not be run.
+        detail: String,
+    },
+
+    /// A topology (Sentinel group, cluster) did not reach the expected state in time.
+    #[error("{what} did not happen within {timeout:?}: {detail}")]
+    NotReady {
+        /// What was awaited.
+        what: &'static str,
+        /// How long the harness waited.
+        timeout: Duration,
+        /// The last state seen.
+        detail: String,
+    },
+
     /// A Redis command or connection failed.
     #[error("redis error")]
     Redis(#[from] redis::RedisError),

@@ -33,7 +33,11 @@ mod error;
 pub mod history;
 pub mod proxy;
 mod server;
+mod tls;
 
 pub use binary::{REDIS_SERVER_ENV, redis_server_available, redis_server_binary};
 pub use error::HarnessError;
-pub use server::{DEFAULT_STARTUP_TIMEOUT, FORBIDDEN_PORT, RedisServer, RedisServerBuilder};
+pub use server::{
+    DEFAULT_STARTUP_TIMEOUT, FORBIDDEN_PORT, RedisServer, RedisServerBuilder, free_port,
+};
+pub use tls::{TestCerts, TlsServer};

@@ -523,8 +523,13 @@ fn probe(addr: SocketAddr) -> redis::RedisResult<u32> {
         })
 }
 
-/// Picks a loopback port that is free right now by letting the kernel choose one.
-fn free_port() -> Result<u16, HarnessError> {
+/// Picks a loopback port that is free right now by letting the kernel choose one; never
+/// 6379. For a second port of a server (TLS) or for processes the harness starts itself.
+///
+/// # Errors
+///
+/// [`HarnessError::NoFreePort`] when no port can be bound.
+pub fn free_port() -> Result<u16, HarnessError> {
     for _ in 0..10 {
         let listener =
             TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(HarnessError::NoFreePort)?;

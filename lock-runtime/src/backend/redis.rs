@@ -23,72 +23,79 @@ use crate::error::BackendError;
 /// Without fencing nothing needs to be atomic with the `SET`, so the acquire is a plain
 /// `SET NX PX` pipelined with `PTTL` in the same round trip: half the server time of a
 /// script on the hot path (see BENCHMARKS.md).
-static ACQUIRE_FENCED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const ACQUIRE_FENCED_LUA: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {1, redis.call('INCR', KEYS[2])}
 end
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t ~= 'string' then return {-1, t} end
 return {0, redis.call('PTTL', KEYS[1])}
-",
-    )
-});
+";
+static ACQUIRE_FENCED: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_FENCED_LUA));
 
 /// For a quorum: `SET NX PX`, and on success report the fencing counter as it is (0 if
 /// none) in the same atomic step. Replies as [`ACQUIRE_FENCED`].
-static ACQUIRE_READING_FENCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const ACQUIRE_READING_FENCE_LUA: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t ~= 'string' then return {-1, t} end
 return {0, redis.call('PTTL', KEYS[1])}
-",
-    )
-});
+";
+static ACQUIRE_READING_FENCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(ACQUIRE_READING_FENCE_LUA));
 
 /// For a quorum: if KEYS[1] holds ARGV[1], raise the counter at KEYS[2] to ARGV[2] unless it
 /// is already higher; 1 if the lock was ours, else 0.
-static RAISE_FENCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const RAISE_FENCE_LUA: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
 if cur < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
 return 1
-",
-    )
-});
+";
+static RAISE_FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(RAISE_FENCE_LUA));
 
 /// Compare-and-delete, then tell waiters on ARGV[2] (see [`release_channel`]).
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const RELEASE_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[2], '')
   return 1
 end
 return 0
-",
-    )
-});
+";
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 
 /// Compare-and-delete without announcing it: for a quorum undoing an attempt that did not
 /// win. Such an undo frees nothing anyone was waiting for in earnest, and announcing it
 /// would wake every waiter at once into the next split vote.
-static RELEASE_QUIETLY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const RELEASE_QUIETLY_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-",
-    )
-});
+";
+static RELEASE_QUIETLY: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_QUIETLY_LUA));
+
+/// The command that line `line` of the script with hash `sha` calls, if it is one of ours:
+/// Redis 7.0 reports an ACL refusal inside a script by script and line only.
+pub(crate) fn script_command(sha: &str, line: usize) -> Option<String> {
+    let scripts: [(&str, &Script); SCRIPT_COUNT] = [
+        (ACQUIRE_FENCED_LUA, &*ACQUIRE_FENCED),
+        (ACQUIRE_READING_FENCE_LUA, &*ACQUIRE_READING_FENCE),
+        (RAISE_FENCE_LUA, &*RAISE_FENCE),
+        (RELEASE_LUA, &*RELEASE),
+        (RELEASE_QUIETLY_LUA, &*RELEASE_QUIETLY),
+        (RENEW_LUA, &*RENEW),
+        (TTL_IF_HELD_LUA, &*TTL_IF_HELD),
+    ];
+    let (lua, _) = scripts.iter().find(|(_, s)| s.get_hash() == sha)?;
+    let text = lua.lines().nth(line.checked_sub(1)?)?;
+    let (_, after) = text.split_once("redis.call")?;
+    let name = after.split('\'').nth(1)?;
+    Some(name.to_ascii_lowercase())
+}
+
+const SCRIPT_COUNT: usize = 7;
 
 /// The pub/sub channel on which releases of `key` are announced.
 pub(crate) fn release_channel(key: &str) -> String {
@@ -100,9 +107,7 @@ const RELEASE_PREFIX: &str = "lock-released:";
 /// Compare-and-pexpire over a batch: KEYS[i] is renewed to ARGV[2i] ms if it holds
 /// ARGV[2i-1]. A key of another type counts as not held (someone overwrote it), rather than
 /// failing the whole batch.
-static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const RENEW_LUA: &str = r"
 local out = {}
 for i = 1, #KEYS do
   local ok, v = pcall(redis.call, 'GET', KEYS[i])
@@ -113,22 +118,31 @@ for i = 1, #KEYS do
   end
 end
 return out
-",
-    )
-});
+";
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_LUA));
 
 /// The remaining PTTL of KEYS[1] if it holds ARGV[1], else -3.
-static TTL_IF_HELD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const TTL_IF_HELD_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PTTL', KEYS[1]) end
 return -3
-",
-    )
-});
+";
+static TTL_IF_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(TTL_IF_HELD_LUA));
+
+/// Replica acknowledgement after each acquire (`WAIT`), on a connection of its own.
+///
+/// `WAIT` covers the writes made earlier *on the connection it is sent on*, so it must follow
+/// the `SET` on the same connection; and it blocks that connection until it returns. On the
+/// shared connection it would hold back every renewal and release queued behind it, so
+/// acquires that wait for replicas use this second connection instead.
+pub(crate) struct Replicas {
+    pub conn: ConnectionManager,
+    pub wanted: usize,
+    pub timeout: Duration,
+}
 
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
+    replicas: Option<Replicas>,
     client: redis::Client,
     /// The shared subscriber connection, made on the first wait.
     subscriber: AsyncMutex<Option<Subscriber>>,
@@ -149,6 +163,7 @@ impl RedisBackend {
     ) -> Self {
         RedisBackend {
             conn,
+            replicas: None,
             client,
             subscriber: AsyncMutex::new(None),
             redacted_url,
@@ -159,6 +174,46 @@ impl RedisBackend {
 
     pub(crate) fn reachable_at_start(&self) -> bool {
         self.reachable_at_start
+    }
+
+    /// Makes every successful acquire wait for `replicas.wanted` replicas (see [`Replicas`]).
+    pub(crate) fn with_replicas(mut self, replicas: Replicas) -> Self {
+        self.op_timeout += replicas.timeout;
+        self.replicas = Some(replicas);
+        self
+    }
+
+    /// After an acquire on `conn`: `WAIT` for the replicas; if too few confirm, undo the
+    /// acquire (announcing it, as waiters may have seen the key) and report it.
+    async fn confirm_replicated(
+        &self,
+        conn: &mut ConnectionManager,
+        key: &str,
+        token: &str,
+    ) -> BackendResult<()> {
+        let Some(replicas) = &self.replicas else {
+            return Ok(());
+        };
+        let acknowledged: i64 = redis::cmd("WAIT")
+            .arg(replicas.wanted)
+            .arg(millis(replicas.timeout))
+            .query_async(conn)
+            .await?;
+        let acknowledged = acknowledged.max(0) as usize;
+        if acknowledged >= replicas.wanted {
+            return Ok(());
+        }
+        tracing::debug!(
+            key,
+            acknowledged,
+            wanted = replicas.wanted,
+            "acquire not replicated; undoing it"
+        );
+        self.release(key, token).await?;
+        Err(BackendError::NotReplicated {
+            wanted: replicas.wanted,
+            acknowledged,
+        })
     }
 }
 
@@ -271,7 +326,12 @@ impl RedisBackend {
 impl Backend for RedisBackend {
     fn acquire<'a>(&'a self, args: AcquireArgs<'a>) -> BoxFuture<'a, BackendResult<Acquired>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
+            // With replica acknowledgement the SET and its WAIT share a connection of their
+            // own; see `Replicas`.
+            let mut conn = match &self.replicas {
+                Some(replicas) => replicas.conn.clone(),
+                None => self.conn.clone(),
+            };
             let ttl_ms = millis(args.ttl);
             let Some(fence_key) = args.fence_key else {
                 let (taken, pttl): (Option<String>, i64) = redis::pipe()
@@ -286,6 +346,8 @@ impl Backend for RedisBackend {
                     .query_async(&mut conn)
                     .await?;
                 if taken.is_some() {
+                    self.confirm_replicated(&mut conn, args.key, args.token)
+                        .await?;
                     return Ok(Acquired::Yes { fence: None });
                 }
                 if pttl == -1 {
@@ -313,9 +375,13 @@ impl Backend for RedisBackend {
                 .invoke_async(&mut conn)
                 .await?;
             match reply.as_slice() {
-                [Value::Int(1), fence] => Ok(Acquired::Yes {
-                    fence: int(fence).map(|f| f.max(0) as u64),
-                }),
+                [Value::Int(1), fence] => {
+                    self.confirm_replicated(&mut conn, args.key, args.token)
+                        .await?;
+                    Ok(Acquired::Yes {
+                        fence: int(fence).map(|f| f.max(0) as u64),
+                    })
+                }
                 [Value::Int(0), Value::Int(pttl)] => Ok(busy(*pttl)),
                 [Value::Int(-1), found] => Err(BackendError::WrongType(match found {
                     Value::SimpleString(s) => s.clone(),
