@@ -11,6 +11,8 @@ use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::quorum::{DEFAULT_NODE_TIMEOUT, QuorumBackend};
 use crate::backend::redis::{RedisBackend, Replicas};
+#[cfg(feature = "sentinel")]
+use crate::backend::sentinel::SentinelBackend;
 use crate::error::connect_error;
 use crate::redact::{redact_url, scrub};
 use crate::request::LockRequest;
@@ -103,6 +105,47 @@ impl LockClient {
         S: Into<String>,
     {
         ClientBuilder::new(Target::Quorum(urls.into_iter().map(Into::into).collect()))
+    }
+
+    /// A builder for a client of the primary that Redis Sentinel manages under `service`,
+    /// found through any of the `sentinels` and followed across failovers.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// use std::time::Duration;
+    /// let client = lock_runtime::LockClient::sentinel(
+    ///     "mymaster",
+    ///     ["redis://10.0.0.1:26379/", "redis://10.0.0.2:26379/", "redis://10.0.0.3:26379/"],
+    /// )
+    /// .wait_for_replicas(1, Duration::from_millis(100))
+    /// .connect()
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The user name, password and scheme (`rediss://` for TLS) of the first sentinel URL
+    /// are used for the sentinels and for the data servers alike, and so are the builder's
+    /// TLS certificates.
+    ///
+    /// When an operation fails in a way that hints at a failover (refused, dropped or timed
+    /// out connections, `READONLY` from a demoted primary), the client asks the sentinels
+    /// again and moves to the new primary; the watchdog's next renewal goes there. Redis
+    /// replicates asynchronously, so a failover can lose a lock that was just taken: the
+    /// holder then finds its key gone at its next renewal and its work is cancelled with
+    /// [`LockError::Lost`]. [`wait_for_replicas`](ClientBuilder::wait_for_replicas) narrows
+    /// that window, and fencing tokens make what is left harmless.
+    ///
+    /// Needs the `sentinel` feature.
+    #[cfg(feature = "sentinel")]
+    pub fn sentinel<I, S>(service: impl Into<String>, sentinels: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ClientBuilder::new(Target::Sentinel {
+            service: service.into(),
+            urls: sentinels.into_iter().map(Into::into).collect(),
+        })
     }
 
     /// A client over a fresh in-process store, with the same semantics as Redis: tokens,
@@ -232,6 +275,12 @@ struct TlsFiles {
 enum Target {
     Single(String),
     Quorum(Vec<String>),
+    /// A primary found through these sentinels, monitored under `service`.
+    #[cfg(feature = "sentinel")]
+    Sentinel {
+        service: String,
+        urls: Vec<String>,
+    },
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -245,7 +294,13 @@ impl fmt::Debug for ClientBuilder {
                     &urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
                 )
                 .field("node_timeout", &self.node_timeout),
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel { service, urls } => d.field("service", service).field(
+                "sentinels",
+                &urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            ),
         };
+        d.field("replicas", &self.replicas);
         d.field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .finish()
@@ -397,6 +452,38 @@ impl ClientBuilder {
                 );
                 Ok(LockClient::over(Arc::new(backend)))
             }
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel { service, urls } => {
+                let listed = urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                check(&listed)?;
+                let mut sentinel = self.sentinel_client(service, urls, &listed)?;
+                let op_timeout = self.connect_timeout + self.response_timeout;
+                let client =
+                    match tokio::time::timeout(op_timeout, sentinel.async_get_client()).await {
+                        Ok(Ok(client)) => client,
+                        Ok(Err(e)) => return Err(connect_error(&listed, e)),
+                        Err(_) => {
+                            return Err(LockError::Timeout {
+                                key: listed,
+                                operation: "connect",
+                                after: op_timeout,
+                            });
+                        }
+                    };
+                let addr = crate::backend::sentinel::address(&client);
+                let node = self.connect_client(client, addr.clone(), false).await?;
+                tracing::debug!(service, primary = %addr, "connected to the Sentinel-managed primary");
+                Ok(LockClient::over(Arc::new(SentinelBackend::new(
+                    service.clone(),
+                    sentinel,
+                    node,
+                    self.clone(),
+                ))))
+            }
         }
     }
 
@@ -440,6 +527,74 @@ impl ClientBuilder {
         }
         let _ = tls_url;
         redis::Client::open(url).map_err(|e| invalid(scrub(&e.to_string(), url)))
+    }
+
+    /// The redis-rs Sentinel client for `urls`, with the credentials and TLS of the first.
+    #[cfg(feature = "sentinel")]
+    fn sentinel_client(
+        &self,
+        service: &str,
+        urls: &[String],
+        listed: &str,
+    ) -> Result<redis::sentinel::SentinelClient, LockError> {
+        use redis::IntoConnectionInfo;
+        use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+        let invalid = |reason: String| LockError::InvalidUrl {
+            url: listed.to_owned(),
+            reason,
+        };
+        if urls.is_empty() {
+            return Err(invalid(
+                "give at least one sentinel (three is usual)".into(),
+            ));
+        }
+        let infos = urls
+            .iter()
+            .map(|url| {
+                url.as_str()
+                    .into_connection_info()
+                    .map_err(|e| invalid(scrub(&e.to_string(), url)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = infos[0].redis_settings().clone();
+        let tls = matches!(infos[0].addr(), redis::ConnectionAddr::TcpTls { .. });
+        let addrs = infos.iter().map(|i| i.addr().clone()).collect::<Vec<_>>();
+        let mut builder = SentinelClientBuilder::new(addrs, service, SentinelServerType::Master)
+            .map_err(|e| invalid(e.to_string()))?;
+        if let Some(user) = first.username() {
+            builder = builder
+                .set_client_to_sentinel_username(user)
+                .set_client_to_redis_username(user);
+        }
+        if let Some(password) = first.password() {
+            builder = builder
+                .set_client_to_sentinel_password(password)
+                .set_client_to_redis_password(password);
+        }
+        if tls {
+            builder = builder
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+            #[cfg(feature = "tls")]
+            {
+                ensure_crypto_provider();
+                if self.tls.root_ca.is_some() || self.tls.client.is_some() {
+                    let certificates = redis::TlsCertificates {
+                        client_tls: self.tls.client.as_ref().map(|(cert, key)| {
+                            redis::ClientTlsConfig {
+                                client_cert: cert.clone(),
+                                client_key: key.clone(),
+                            }
+                        }),
+                        root_cert: self.tls.root_ca.clone(),
+                    };
+                    builder = builder
+                        .set_client_to_sentinel_certificates(certificates.clone())
+                        .set_client_to_redis_certificates(certificates);
+                }
+            }
+        }
+        builder.build().map_err(|e| invalid(e.to_string()))
     }
 
     /// Connects to one server. With `lazy`, an unreachable server is not an error: the
@@ -490,7 +645,7 @@ impl ClientBuilder {
     }
 
     /// Connects to the server behind `client` (see [`connect_node`](Self::connect_node)).
-    async fn connect_client(
+    pub(crate) async fn connect_client(
         &self,
         client: redis::Client,
         redacted: String,

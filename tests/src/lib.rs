@@ -32,11 +32,13 @@ mod binary;
 mod error;
 pub mod history;
 pub mod proxy;
+mod sentinel;
 mod server;
 mod tls;
 
 pub use binary::{REDIS_SERVER_ENV, redis_server_available, redis_server_binary};
 pub use error::HarnessError;
+pub use sentinel::{SENTINEL_SERVICE, SentinelGroup};
 pub use server::{
     DEFAULT_STARTUP_TIMEOUT, FORBIDDEN_PORT, RedisServer, RedisServerBuilder, free_port,
 };

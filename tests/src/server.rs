@@ -36,6 +36,7 @@ const LOG_TAIL_LINES: usize = 30;
 
 const LOG_FILE: &str = "redis.log";
 const STDIO_FILE: &str = "redis.stdio.log";
+const SENTINEL_FILE: &str = "sentinel.conf";
 
 /// Options that the harness sets itself and that the builder refuses to override.
 const RESERVED_ARGS: &[&str] = &["--port", "--bind", "--dir", "--logfile", "--daemonize"];
@@ -64,6 +65,8 @@ pub struct RedisServer {
     binary: PathBuf,
     extra_args: Vec<OsString>,
     startup_timeout: Duration,
+    /// Whether this process is a Sentinel, configured by `sentinel.conf` in its directory.
+    sentinel: bool,
     // Declared last so that it is removed after the process is gone.
     dir: TempDir,
 }
@@ -74,6 +77,7 @@ pub struct RedisServer {
 pub struct RedisServerBuilder {
     args: Vec<OsString>,
     startup_timeout: Duration,
+    sentinel_config: Option<String>,
 }
 
 impl Default for RedisServerBuilder {
@@ -81,6 +85,7 @@ impl Default for RedisServerBuilder {
         Self {
             args: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            sentinel_config: None,
         }
     }
 }
@@ -113,6 +118,14 @@ impl RedisServerBuilder {
         I::Item: Into<OsString>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Runs the process as a Sentinel (`redis-server <file> --sentinel`) with this
+    /// configuration. The file is written to the server's directory once; Sentinel rewrites
+    /// it as it learns the topology, and [`restart`](RedisServer::restart) keeps it.
+    pub fn sentinel_config(mut self, config: impl Into<String>) -> Self {
+        self.sentinel_config = Some(config.into());
         self
     }
 
@@ -153,8 +166,12 @@ impl RedisServerBuilder {
             binary,
             extra_args: self.args,
             startup_timeout: self.startup_timeout,
+            sentinel: self.sentinel_config.is_some(),
             dir,
         };
+        if let Some(config) = &self.sentinel_config {
+            fs::write(server.dir().join(SENTINEL_FILE), config).map_err(HarnessError::TempDir)?;
+        }
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             server.port = free_port()?;
@@ -434,6 +451,9 @@ impl RedisServer {
             .open(&stdio_path)
             .map_err(spawn_err)?;
         let mut command = Command::new(&self.binary);
+        if self.sentinel {
+            command.arg(dir.join(SENTINEL_FILE)).arg("--sentinel");
+        }
         command
             .arg("--port")
             .arg(self.port.to_string())

@@ -15,6 +15,8 @@ use crate::error::BackendError;
 pub(crate) mod memory;
 pub(crate) mod quorum;
 pub(crate) mod redis;
+#[cfg(feature = "sentinel")]
+pub(crate) mod sentinel;
 pub(crate) mod wakeup;
 
 use wakeup::ReleaseWatch;

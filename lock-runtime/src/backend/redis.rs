@@ -172,6 +172,12 @@ impl RedisBackend {
         }
     }
 
+    /// The server's URL (password masked), or `host:port` for a discovered primary.
+    #[cfg_attr(not(feature = "sentinel"), allow(dead_code))]
+    pub(crate) fn url(&self) -> &str {
+        &self.redacted_url
+    }
+
     pub(crate) fn reachable_at_start(&self) -> bool {
         self.reachable_at_start
     }

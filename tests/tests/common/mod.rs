@@ -18,6 +18,11 @@ pub struct Fixture {
     /// The other nodes of a quorum (the first is `server`).
     pub others: Vec<RedisServer>,
     memory: Option<LockClient>,
+    /// For a Sentinel group: the sentinels' URLs (`server` is the primary).
+    sentinels: Vec<String>,
+    /// Processes that must live as long as the fixture but hold no lock data of their own
+    /// (a replica, sentinels).
+    keep: Vec<RedisServer>,
 }
 
 impl Fixture {
@@ -27,6 +32,8 @@ impl Fixture {
             server: Some(server),
             others: Vec::new(),
             memory: None,
+            sentinels: Vec::new(),
+            keep: Vec::new(),
         }
     }
 
@@ -40,6 +47,8 @@ impl Fixture {
             server: Some(first),
             others: servers,
             memory: None,
+            sentinels: Vec::new(),
+            keep: Vec::new(),
         }
     }
 
@@ -48,6 +57,25 @@ impl Fixture {
             server: None,
             others: Vec::new(),
             memory: Some(LockClient::in_memory()),
+            sentinels: Vec::new(),
+            keep: Vec::new(),
+        }
+    }
+
+    /// A primary, a replica and three sentinels; clients find the primary through the
+    /// sentinels. Raw access and lock checks go to the primary.
+    pub fn sentinel() -> Fixture {
+        let group =
+            lock_tests::SentinelGroup::start_for_discovery().unwrap_or_else(|e| panic!("{e}"));
+        let sentinels = group.sentinel_urls();
+        let mut keep = group.sentinels;
+        keep.push(group.replica);
+        Fixture {
+            server: Some(group.primary),
+            others: Vec::new(),
+            memory: None,
+            sentinels,
+            keep,
         }
     }
 
@@ -64,6 +92,12 @@ impl Fixture {
     /// (the memory store is per process, as a Redis server is per deployment).
     pub async fn client(&self) -> LockClient {
         match (&self.server, &self.memory) {
+            (Some(_), _) if !self.sentinels.is_empty() => {
+                LockClient::sentinel(lock_tests::SENTINEL_SERVICE, self.sentinels.clone())
+                    .connect()
+                    .await
+                    .expect("connect through the test sentinels")
+            }
             (Some(_), _) if !self.others.is_empty() => {
                 LockClient::quorum(self.nodes().map(RedisServer::url))
                     .connect()
@@ -179,8 +213,8 @@ where
     }
 }
 
-/// Declares each listed `async fn name(fx: Fixture)` as three tests, one per backend: one
-/// server, in-memory, and a quorum of five servers.
+/// Declares each listed `async fn name(fx: Fixture)` as one test per backend: one server,
+/// in-memory, a quorum of five servers, and a Sentinel-managed primary.
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -205,6 +239,14 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::common::Fixture::quorum()).await
+                }
+            )*
+        }
+        mod on_sentinel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Fixture::sentinel()).await
                 }
             )*
         }
