@@ -248,3 +248,10 @@ where
 pub const fn ttl_problem(ttl: Duration) -> Option<&'static str> {
     crate::keys::ttl_problem(ttl)
 }
+
+/// Renewal round trips (pipelines) that cluster backends of this process have sent: for the
+/// tests and benchmarks that check batching.
+#[cfg(feature = "cluster")]
+pub fn cluster_renewal_round_trips() -> u64 {
+    crate::backend::cluster::RENEWAL_ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -8,6 +8,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::LockError;
 use crate::backend::Backend;
+#[cfg(feature = "cluster")]
+use crate::backend::cluster::ClusterBackend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::quorum::{DEFAULT_NODE_TIMEOUT, QuorumBackend};
 use crate::backend::redis::{RedisBackend, Replicas};
@@ -148,6 +150,35 @@ impl LockClient {
         })
     }
 
+    /// A builder for a client of a Redis Cluster, reached through any of the given nodes
+    /// (the others are discovered).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let client = lock_runtime::LockClient::cluster(["redis://10.0.0.1:7000/", "redis://10.0.0.2:7000/"])
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Commands follow `MOVED` and `ASK` redirects, so failovers and resharding are
+    /// followed. A lock key and its fencing side key share a slot, wake-ups travel on sharded
+    /// pub/sub in the key's slot (Redis 7.0 or later), and renewals of many locks are
+    /// grouped per node, one script call per slot. A master failover can lose a lock that
+    /// its replica had not received yet; its holder then finds it gone at the next renewal
+    /// and its work is cancelled with [`LockError::Lost`].
+    ///
+    /// The user name, password and TLS settings apply to every node. Needs the `cluster`
+    /// feature.
+    #[cfg(feature = "cluster")]
+    pub fn cluster<I, S>(nodes: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ClientBuilder::new(Target::Cluster(nodes.into_iter().map(Into::into).collect()))
+    }
+
     /// A client over a fresh in-process store, with the same semantics as Redis: tokens,
     /// expiry, fencing counters, busy and wait. Meant for unit tests of code that takes
     /// locks; it does not lock anything across processes.
@@ -281,6 +312,9 @@ enum Target {
         service: String,
         urls: Vec<String>,
     },
+    /// A Redis Cluster, reached through any of these nodes.
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -297,6 +331,11 @@ impl fmt::Debug for ClientBuilder {
             #[cfg(feature = "sentinel")]
             Target::Sentinel { service, urls } => d.field("service", service).field(
                 "sentinels",
+                &urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            ),
+            #[cfg(feature = "cluster")]
+            Target::Cluster(urls) => d.field(
+                "cluster",
                 &urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
             ),
         };
@@ -452,6 +491,16 @@ impl ClientBuilder {
                 );
                 Ok(LockClient::over(Arc::new(backend)))
             }
+            #[cfg(feature = "cluster")]
+            Target::Cluster(urls) => {
+                let listed = urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                check(&listed)?;
+                self.connect_cluster(urls, listed).await
+            }
             #[cfg(feature = "sentinel")]
             Target::Sentinel { service, urls } => {
                 let listed = urls
@@ -595,6 +644,76 @@ impl ClientBuilder {
             }
         }
         builder.build().map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Connects to a cluster: one connection for commands, and a RESP3 one, made on the
+    /// first wait, for sharded subscriptions.
+    #[cfg(feature = "cluster")]
+    async fn connect_cluster(
+        &self,
+        urls: &[String],
+        listed: String,
+    ) -> Result<LockClient, LockError> {
+        use redis::cluster::ClusterClientBuilder;
+        if urls.is_empty() {
+            return Err(LockError::InvalidUrl {
+                url: listed,
+                reason: "give at least one cluster node".into(),
+            });
+        }
+        #[cfg(feature = "tls")]
+        if urls.iter().any(|u| u.starts_with("rediss://")) {
+            ensure_crypto_provider();
+        }
+        let builder = || {
+            let builder = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.response_timeout);
+            #[cfg(feature = "tls")]
+            if self.tls.root_ca.is_some() || self.tls.client.is_some() {
+                return builder.certs(redis::TlsCertificates {
+                    client_tls: self.tls.client.as_ref().map(|(cert, key)| {
+                        redis::ClientTlsConfig {
+                            client_cert: cert.clone(),
+                            client_key: key.clone(),
+                        }
+                    }),
+                    root_cert: self.tls.root_ca.clone(),
+                });
+            }
+            builder
+        };
+        let invalid = |e: redis::RedisError| LockError::InvalidUrl {
+            url: listed.clone(),
+            reason: scrub(&e.to_string(), &urls[0]),
+        };
+        let client = builder().build().map_err(invalid)?;
+        let (pushes_tx, pushes) = tokio::sync::mpsc::unbounded_channel();
+        let subscriber_client = builder()
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes_tx)
+            .build()
+            .map_err(invalid)?;
+        let op_timeout = self.connect_timeout + self.response_timeout;
+        let conn = match tokio::time::timeout(op_timeout, client.get_async_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(connect_error(&listed, e)),
+            Err(_) => {
+                return Err(LockError::Timeout {
+                    key: listed,
+                    operation: "connect",
+                    after: op_timeout,
+                });
+            }
+        };
+        tracing::debug!(nodes = %listed, "connected to the lock cluster");
+        Ok(LockClient::over(Arc::new(ClusterBackend::new(
+            conn,
+            subscriber_client,
+            pushes,
+            listed,
+            op_timeout,
+        ))))
     }
 
     /// Connects to one server. With `lazy`, an unreachable server is not an error: the

@@ -20,16 +20,44 @@ pub(crate) fn full_key(namespace: Option<&str>, key: &str) -> Result<String, Loc
     })
 }
 
+/// Whether `key` has a valid cluster hash tag: `{...}` with something inside, the first `{`
+/// and the first `}` after it.
+pub(crate) fn has_hash_tag(key: &str) -> bool {
+    hash_tag(key).is_some()
+}
+
+/// The part of `key` that decides its cluster slot: the hash tag if valid, else all of it.
+pub(crate) fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let len = key[open + 1..].find('}')?;
+    (len > 0).then(|| &key[open + 1..open + 1 + len])
+}
+
+/// The cluster slot of `key`: CRC16 (XMODEM) of its hashed part, modulo 16384.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) fn slot(key: &str) -> u16 {
+    let hashed = hash_tag(key).unwrap_or(key);
+    let mut crc: u16 = 0;
+    for &byte in hashed.as_bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
 /// The side key that holds the fencing counter, in the same cluster slot as `key`.
 ///
 /// A key with a valid hash tag (`{...}` with something inside) keeps it, so the suffix
 /// lands in the same slot. A key without one is wrapped whole in a tag. A key with a stray
 /// `}` but no valid tag cannot be wrapped safely, so it is refused.
 pub(crate) fn fence_key(key: &str) -> Result<String, LockError> {
-    if let Some(open) = key.find('{')
-        && let Some(len) = key[open + 1..].find('}')
-        && len > 0
-    {
+    if has_hash_tag(key) {
         return Ok(format!("{key}:fence"));
     }
     if key.contains('}') {
@@ -92,6 +120,20 @@ pub(crate) const fn ttl_problem(ttl: Duration) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_follow_the_hash_tag_rule() {
+        // Values from `CLUSTER KEYSLOT`.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("somekey"), 11058);
+        assert_eq!(slot("{foo}:fence"), slot("foo"));
+        assert_eq!(slot("x{foo}y"), slot("foo"));
+        // An empty tag hashes the whole key.
+        assert_ne!(slot("foo{}{bar}"), slot("bar"));
+        let key = "orders:order:1";
+        assert_eq!(slot(&fence_key(key).unwrap()), slot(key));
+        assert_eq!(slot("lock-released:{orders:order:1}"), slot(key));
+    }
 
     #[test]
     fn namespace_is_joined_with_a_colon() {

@@ -29,6 +29,7 @@
 //! and checker of critical sections.
 
 mod binary;
+mod cluster;
 mod error;
 pub mod history;
 pub mod proxy;
@@ -37,6 +38,7 @@ mod server;
 mod tls;
 
 pub use binary::{REDIS_SERVER_ENV, redis_server_available, redis_server_binary};
+pub use cluster::RedisCluster;
 pub use error::HarnessError;
 pub use sentinel::{SENTINEL_SERVICE, SentinelGroup};
 pub use server::{

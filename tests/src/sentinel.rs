@@ -52,7 +52,10 @@ impl SentinelGroup {
     }
 
     fn start_with(failover_ready: bool) -> Result<SentinelGroup, HarnessError> {
-        let primary = RedisServer::start()?;
+        // Replicas sync at once (the default waits 5 s for more replicas).
+        let primary = RedisServer::builder()
+            .args(["--repl-diskless-sync-delay", "0"])
+            .start()?;
         let replica = RedisServer::builder()
             .args(["--replicaof", "127.0.0.1"])
             .arg(primary.port().to_string())

@@ -12,6 +12,8 @@ use std::time::Duration;
 use crate::LockError;
 use crate::error::BackendError;
 
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 pub(crate) mod memory;
 pub(crate) mod quorum;
 pub(crate) mod redis;

@@ -31,7 +31,8 @@ local t = redis.call('TYPE', KEYS[1])['ok']
 if t ~= 'string' then return {-1, t} end
 return {0, redis.call('PTTL', KEYS[1])}
 ";
-static ACQUIRE_FENCED: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_FENCED_LUA));
+pub(crate) static ACQUIRE_FENCED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(ACQUIRE_FENCED_LUA));
 
 /// For a quorum: `SET NX PX`, and on success report the fencing counter as it is (0 if
 /// none) in the same atomic step. Replies as [`ACQUIRE_FENCED`].
@@ -67,6 +68,45 @@ return 0
 ";
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 
+/// Compare-and-delete, then tell waiters on the sharded channel ARGV[2], which hashes to the
+/// key's slot (see [`sharded_release_channel`]): for Redis Cluster.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+const RELEASE_SHARDED_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SPUBLISH', ARGV[2], '')
+  return 1
+end
+return 0
+";
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) static RELEASE_SHARDED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(RELEASE_SHARDED_LUA));
+
+/// The sharded channel for releases of `key` in a cluster: it starts with
+/// `lock-released:` and lands in the key's slot. A key with a hash tag keeps it (the prefix
+/// has no braces, so the key's tag is the channel's); a key without one is wrapped in one.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) fn sharded_release_channel(key: &str) -> String {
+    if crate::keys::has_hash_tag(key) {
+        format!("{RELEASE_PREFIX}{key}")
+    } else {
+        format!("{RELEASE_PREFIX}{{{key}}}")
+    }
+}
+
+/// The key whose releases `channel` announces (either form of [`sharded_release_channel`]).
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) fn key_of_sharded_channel(channel: &str) -> Option<&str> {
+    let rest = channel.strip_prefix(RELEASE_PREFIX)?;
+    Some(
+        rest.strip_prefix('{')
+            .and_then(|r| r.strip_suffix('}'))
+            .filter(|inner| !crate::keys::has_hash_tag(inner))
+            .unwrap_or(rest),
+    )
+}
+
 /// Compare-and-delete without announcing it: for a quorum undoing an attempt that did not
 /// win. Such an undo frees nothing anyone was waiting for in earnest, and announcing it
 /// would wake every waiter at once into the next split vote.
@@ -87,6 +127,7 @@ pub(crate) fn script_command(sha: &str, line: usize) -> Option<String> {
         (RELEASE_QUIETLY_LUA, &*RELEASE_QUIETLY),
         (RENEW_LUA, &*RENEW),
         (TTL_IF_HELD_LUA, &*TTL_IF_HELD),
+        (RELEASE_SHARDED_LUA, &*RELEASE_SHARDED),
     ];
     let (lua, _) = scripts.iter().find(|(_, s)| s.get_hash() == sha)?;
     let text = lua.lines().nth(line.checked_sub(1)?)?;
@@ -95,7 +136,7 @@ pub(crate) fn script_command(sha: &str, line: usize) -> Option<String> {
     Some(name.to_ascii_lowercase())
 }
 
-const SCRIPT_COUNT: usize = 7;
+const SCRIPT_COUNT: usize = 8;
 
 /// The pub/sub channel on which releases of `key` are announced.
 pub(crate) fn release_channel(key: &str) -> String {
@@ -107,7 +148,7 @@ const RELEASE_PREFIX: &str = "lock-released:";
 /// Compare-and-pexpire over a batch: KEYS[i] is renewed to ARGV[2i] ms if it holds
 /// ARGV[2i-1]. A key of another type counts as not held (someone overwrote it), rather than
 /// failing the whole batch.
-const RENEW_LUA: &str = r"
+pub(crate) const RENEW_LUA: &str = r"
 local out = {}
 for i = 1, #KEYS do
   local ok, v = pcall(redis.call, 'GET', KEYS[i])
@@ -119,14 +160,14 @@ for i = 1, #KEYS do
 end
 return out
 ";
-static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_LUA));
+pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_LUA));
 
 /// The remaining PTTL of KEYS[1] if it holds ARGV[1], else -3.
 const TTL_IF_HELD_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PTTL', KEYS[1]) end
 return -3
 ";
-static TTL_IF_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(TTL_IF_HELD_LUA));
+pub(crate) static TTL_IF_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(TTL_IF_HELD_LUA));
 
 /// Replica acknowledgement after each acquire (`WAIT`), on a connection of its own.
 ///
@@ -231,14 +272,14 @@ impl fmt::Debug for RedisBackend {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     // Round up so a sub-millisecond remainder never shortens a lease.
     d.as_nanos().div_ceil(1_000_000) as u64
 }
 
 /// A busy answer from the holder's PTTL: -1 means no expiry; -2 means the key went away
 /// since the `SET`, so try again at once.
-fn busy(pttl: i64) -> Acquired {
+pub(crate) fn busy(pttl: i64) -> Acquired {
     Acquired::Busy {
         holder_ttl: match pttl {
             -1 => None,
@@ -247,14 +288,14 @@ fn busy(pttl: i64) -> Acquired {
     }
 }
 
-fn int(v: &Value) -> Option<i64> {
+pub(crate) fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(i) => Some(*i),
         _ => None,
     }
 }
 
-fn protocol_error(what: &str) -> BackendError {
+pub(crate) fn protocol_error(what: &str) -> BackendError {
     BackendError::Redis(redis::RedisError::from((
         redis::ErrorKind::Parse,
         "unexpected reply from the lock script",
