@@ -9,7 +9,7 @@ use common::{Fixture, assert_lost_within_a_period, run_until_lost};
 use tokio::time::Instant;
 
 /// Script calls the server has run since the last `CONFIG RESETSTAT`.
-fn script_calls(con: &mut redis::Connection) -> u64 {
+fn script_calls(con: &mut dyn redis::ConnectionLike) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
     info.lines()
         .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))

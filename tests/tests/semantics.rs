@@ -9,7 +9,7 @@ use common::Fixture;
 use lock_runtime::{Backoff, LockError};
 use tokio::time::Instant;
 
-on_both_backends!(
+on_both_backends!(with_cluster:
     acquire_busy_release_reacquire,
     another_client_cannot_release_or_extend_our_lock,
     namespaces_prefix_keys_and_separate_locks,

@@ -23,6 +23,58 @@ pub struct Fixture {
     /// Processes that must live as long as the fixture but hold no lock data of their own
     /// (a replica, sentinels).
     keep: Vec<RedisServer>,
+    /// A Redis Cluster (then `server` is `None`).
+    cluster: Option<lock_tests::RedisCluster>,
+}
+
+/// A raw connection: to one server, or cluster-aware (routing each command by its key).
+pub enum Raw {
+    Single(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl redis::ConnectionLike for Raw {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
+        match self {
+            Raw::Single(c) => c.req_packed_command(cmd),
+            Raw::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        match self {
+            Raw::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Raw::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn req_command(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        match self {
+            Raw::Single(c) => c.req_command(cmd),
+            Raw::Cluster(c) => c.req_command(cmd),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Raw::Single(c) => c.get_db(),
+            Raw::Cluster(c) => c.get_db(),
+        }
+    }
+    fn check_connection(&mut self) -> bool {
+        match self {
+            Raw::Single(c) => c.check_connection(),
+            Raw::Cluster(c) => c.check_connection(),
+        }
+    }
+    fn is_open(&self) -> bool {
+        match self {
+            Raw::Single(c) => c.is_open(),
+            Raw::Cluster(c) => c.is_open(),
+        }
+    }
 }
 
 impl Fixture {
@@ -34,6 +86,7 @@ impl Fixture {
             memory: None,
             sentinels: Vec::new(),
             keep: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -49,6 +102,7 @@ impl Fixture {
             memory: None,
             sentinels: Vec::new(),
             keep: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -59,6 +113,7 @@ impl Fixture {
             memory: Some(LockClient::in_memory()),
             sentinels: Vec::new(),
             keep: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -76,6 +131,19 @@ impl Fixture {
             memory: None,
             sentinels,
             keep,
+            cluster: None,
+        }
+    }
+
+    /// A cluster of three primaries and three replicas; raw access is cluster-aware.
+    pub fn cluster() -> Fixture {
+        Fixture {
+            server: None,
+            others: Vec::new(),
+            memory: None,
+            sentinels: Vec::new(),
+            keep: Vec::new(),
+            cluster: Some(lock_tests::RedisCluster::start().unwrap_or_else(|e| panic!("{e}"))),
         }
     }
 
@@ -85,12 +153,18 @@ impl Fixture {
     }
 
     pub fn is_redis(&self) -> bool {
-        self.server.is_some()
+        self.server.is_some() || self.cluster.is_some()
     }
 
     /// A new client: its own connection for Redis; for memory, a handle on the one store
     /// (the memory store is per process, as a Redis server is per deployment).
     pub async fn client(&self) -> LockClient {
+        if let Some(cluster) = &self.cluster {
+            return LockClient::cluster(cluster.urls())
+                .connect()
+                .await
+                .expect("connect to the test cluster");
+        }
         match (&self.server, &self.memory) {
             (Some(_), _) if !self.sentinels.is_empty() => {
                 LockClient::sentinel(lock_tests::SENTINEL_SERVICE, self.sentinels.clone())
@@ -114,17 +188,30 @@ impl Fixture {
 
     /// A raw connection for poking at the data behind the library's back (Redis only; the
     /// first node of a quorum).
-    pub fn raw(&self) -> redis::Connection {
-        self.server
-            .as_ref()
-            .expect("raw access needs Redis")
-            .connection()
-            .expect("raw connection")
+    pub fn raw(&self) -> Raw {
+        if let Some(cluster) = &self.cluster {
+            return Raw::Cluster(Box::new(
+                cluster.connection().expect("raw cluster connection"),
+            ));
+        }
+        Raw::Single(
+            self.server
+                .as_ref()
+                .expect("raw access needs Redis")
+                .connection()
+                .expect("raw connection"),
+        )
     }
 
     /// Whether anyone holds `key` (a full key), without side effects on Redis. On memory it
     /// probes with a throwaway acquire, which leaves nothing behind.
     pub async fn is_locked(&self, key: &str) -> bool {
+        if self.cluster.is_some() {
+            return redis::cmd("EXISTS")
+                .arg(key)
+                .query::<bool>(&mut self.raw())
+                .unwrap();
+        }
         if self.is_redis() {
             // On a quorum: locked on any node (a release must clear them all).
             return self.nodes().any(|node| {
@@ -214,9 +301,21 @@ where
 }
 
 /// Declares each listed `async fn name(fx: Fixture)` as one test per backend: one server,
-/// in-memory, a quorum of five servers, and a Sentinel-managed primary.
+/// in-memory, a quorum of five servers, and a Sentinel-managed primary. Led by
+/// `with_cluster:`, also on a Redis Cluster (three primaries, three replicas).
 #[macro_export]
 macro_rules! on_both_backends {
+    (with_cluster: $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!($($name),*);
+        mod on_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Fixture::cluster()).await
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod on_redis {
             $(
