@@ -2,6 +2,9 @@
 //!
 //! Every example finds its lock server the same way, with [`LockServer::discover`]:
 //!
+//! 0. `REDIS_CLUSTER` (node URLs, comma-separated) or `REDIS_SENTINEL`
+//!    (`service@url,url,...`), if set: locks go to that deployment; example state goes to
+//!    `REDIS_URL` if that is set too, else stays in this process;
 //! 1. `REDIS_URL`, if it is set;
 //! 2. otherwise a private `redis-server`, started on a free port for this run and stopped
 //!    when the example exits, if one is installed (the `lock_tests` harness);
@@ -29,6 +32,50 @@ use tokio::time::Instant;
 /// The environment variable that points every example at a Redis server.
 pub const REDIS_URL_ENV: &str = "REDIS_URL";
 
+/// Points the examples' locks at a Redis Cluster: node URLs, comma-separated.
+pub const REDIS_CLUSTER_ENV: &str = "REDIS_CLUSTER";
+
+/// Points the examples' locks at a Sentinel-managed primary: `service@url,url,...`, the URLs
+/// being the sentinels'.
+pub const REDIS_SENTINEL_ENV: &str = "REDIS_SENTINEL";
+
+/// A deployment named by `REDIS_CLUSTER` or `REDIS_SENTINEL`.
+#[derive(Debug, Clone)]
+enum Topology {
+    Cluster(Vec<String>),
+    Sentinel { service: String, urls: Vec<String> },
+}
+
+impl Topology {
+    fn from_env() -> Option<Result<Topology, String>> {
+        let list = |v: &str| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        if let Some(v) = std::env::var(REDIS_CLUSTER_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            return Some(Ok(Topology::Cluster(list(&v))));
+        }
+        let v = std::env::var(REDIS_SENTINEL_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty())?;
+        Some(match v.split_once('@') {
+            Some((service, urls)) if !service.contains("://") => Ok(Topology::Sentinel {
+                service: service.to_owned(),
+                urls: list(urls),
+            }),
+            _ => Err(format!(
+                "{REDIS_SENTINEL_ENV} must look like mymaster@redis://10.0.0.1:26379/,redis://10.0.0.2:26379/"
+            )),
+        })
+    }
+}
+
 /// Which of the three lock servers an example runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerKind {
@@ -38,6 +85,8 @@ pub enum ServerKind {
     PrivateRedis,
     /// The in-process backend: locks only exclude tasks of this process.
     InMemory,
+    /// A Redis Cluster or Sentinel group named by `REDIS_CLUSTER` or `REDIS_SENTINEL`.
+    Topology,
 }
 
 /// The lock server an example runs against, found with [`LockServer::discover`].
@@ -53,6 +102,8 @@ pub struct LockServer {
     private: Option<RedisServer>,
     /// The one in-memory lock client and state, shared by all "replicas" in this process.
     memory: Option<(LockClient, SharedState)>,
+    /// Locks on a cluster or Sentinel group.
+    topology: Option<Topology>,
 }
 
 impl fmt::Debug for LockServer {
@@ -87,6 +138,27 @@ impl LockServer {
 
     /// The server, and the notice to print when it is the in-memory fallback.
     fn find(example: &str) -> (LockServer, Option<String>) {
+        match Topology::from_env() {
+            Some(Ok(topology)) => {
+                let url = std::env::var(REDIS_URL_ENV)
+                    .ok()
+                    .filter(|u| !u.trim().is_empty());
+                let memory = match url {
+                    Some(_) => None,
+                    None => Some((LockClient::in_memory(), SharedState::in_memory())),
+                };
+                let server = LockServer {
+                    kind: ServerKind::Topology,
+                    url,
+                    private: None,
+                    memory,
+                    topology: Some(topology),
+                };
+                return (server, None);
+            }
+            Some(Err(why)) => eprintln!("ignoring a malformed setting: {why}"),
+            None => {}
+        }
         if let Some(url) = std::env::var(REDIS_URL_ENV)
             .ok()
             .filter(|u| !u.trim().is_empty())
@@ -96,6 +168,7 @@ impl LockServer {
                 url: Some(url),
                 private: None,
                 memory: None,
+                topology: None,
             };
             return (server, None);
         }
@@ -106,6 +179,7 @@ impl LockServer {
                     url: Some(private.url()),
                     private: Some(private),
                     memory: None,
+                    topology: None,
                 };
                 return (server, None);
             }
@@ -132,6 +206,7 @@ impl LockServer {
             url: None,
             private: None,
             memory: Some((LockClient::in_memory(), SharedState::in_memory())),
+            topology: None,
         };
         (server, Some(notice))
     }
@@ -148,6 +223,31 @@ impl LockServer {
 
     /// One line for the output: `lock server: ...`.
     pub fn describe(&self) -> String {
+        let state = match &self.url {
+            Some(url) => format!("example state in {REDIS_URL_ENV}={}", redact_url(url)),
+            None => "example state in this process".to_owned(),
+        };
+        match &self.topology {
+            Some(Topology::Cluster(urls)) => {
+                return format!(
+                    "lock server: {REDIS_CLUSTER_ENV}={} ({state})",
+                    urls.iter()
+                        .map(|u| redact_url(u))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+            Some(Topology::Sentinel { service, urls }) => {
+                return format!(
+                    "lock server: {REDIS_SENTINEL_ENV}={service}@{} ({state})",
+                    urls.iter()
+                        .map(|u| redact_url(u))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+            None => {}
+        }
         match (self.kind, &self.private) {
             (ServerKind::RedisUrl, _) => format!(
                 "lock server: {REDIS_URL_ENV}={}",
@@ -166,6 +266,17 @@ impl LockServer {
     /// For Redis, each call opens a new connection, the way separate replicas would. In
     /// memory, every call returns a handle on the same store.
     pub async fn client(&self) -> Result<LockClient, LockError> {
+        match &self.topology {
+            Some(Topology::Cluster(urls)) => {
+                return LockClient::cluster(urls.clone()).connect().await;
+            }
+            Some(Topology::Sentinel { service, urls }) => {
+                return LockClient::sentinel(service.clone(), urls.clone())
+                    .connect()
+                    .await;
+            }
+            None => {}
+        }
         match (&self.url, &self.memory) {
             (Some(url), _) => LockClient::connect(url).await,
             (None, Some((client, _))) => Ok(client.clone()),

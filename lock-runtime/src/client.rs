@@ -179,6 +179,31 @@ impl LockClient {
         ClientBuilder::new(Target::Cluster(nodes.into_iter().map(Into::into).collect()))
     }
 
+    /// A client over a connection the service already holds: a redis-rs
+    /// [`ConnectionManager`] for commands, and the [`redis::Client`] it came from, which
+    /// opens the one extra connection that waiters subscribe on.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let redis = redis::Client::open("redis://127.0.0.1:6390/")?;
+    /// let conn = redis::aio::ConnectionManager::new(redis.clone()).await?;
+    /// let locks = lock_runtime::LockClient::from_connection_manager(conn, redis);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The connection's own timeouts apply; each operation is also bounded by
+    /// `op_timeout` (3 s, as the default builder's connect plus response timeouts).
+    pub fn from_connection_manager(conn: ConnectionManager, client: redis::Client) -> LockClient {
+        let redacted = redact_url(&client.get_connection_info().addr().to_string());
+        LockClient::over(Arc::new(RedisBackend::new(
+            conn,
+            client,
+            redacted,
+            Duration::from_secs(3),
+            true,
+        )))
+    }
+
     /// A client over a fresh in-process store, with the same semantics as Redis: tokens,
     /// expiry, fencing counters, busy and wait. Meant for unit tests of code that takes
     /// locks; it does not lock anything across processes.

@@ -119,7 +119,7 @@ async fn mtls_without_a_client_certificate_fails_promptly_and_clearly() {
     assert!(message.to_lowercase().contains("certificate"), "{message}");
 }
 
-/// The lock-only ACL rule from the README, for namespace `orders`.
+/// The lock-only ACL rule from the README (its "ACL users" section), for namespace `orders`.
 const LOCK_ONLY_RULE: &[&str] = &[
     "on",
     ">s3cret-pw",
@@ -128,6 +128,7 @@ const LOCK_ONLY_RULE: &[&str] = &[
     "~{orders:*",
     "resetchannels",
     "&lock-released:orders:*",
+    "&lock-released:{orders:*",
     "-@all",
     "+get",
     "+set",
@@ -239,4 +240,16 @@ async fn acl_wrong_password_is_a_clear_error_that_hides_the_password() {
         !shown.contains("not-the-pw-xyz"),
         "the password leaked: {shown}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_service_already_holds_can_carry_the_locks() {
+    let server = RedisServer::start().unwrap();
+    let redis = redis::Client::open(server.url()).unwrap();
+    let conn = redis::aio::ConnectionManager::new(redis.clone())
+        .await
+        .unwrap();
+    let own = LockClient::from_connection_manager(conn, redis);
+    let other = LockClient::connect(&server.url()).await.unwrap();
+    exercise_every_operation(&own, &other).await;
 }
