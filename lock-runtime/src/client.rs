@@ -168,8 +168,9 @@ impl LockClient {
     /// its replica had not received yet; its holder then finds it gone at the next renewal
     /// and its work is cancelled with [`LockError::Lost`].
     ///
-    /// The user name, password and TLS settings apply to every node. Needs the `cluster`
-    /// feature.
+    /// The user name, password and TLS settings apply to every node.
+    /// [`wait_for_replicas`](ClientBuilder::wait_for_replicas) is not supported on a
+    /// cluster yet: `connect` refuses it. Needs the `cluster` feature.
     #[cfg(feature = "cluster")]
     pub fn cluster<I, S>(nodes: I) -> ClientBuilder
     where
@@ -684,6 +685,14 @@ impl ClientBuilder {
             return Err(LockError::InvalidUrl {
                 url: listed,
                 reason: "give at least one cluster node".into(),
+            });
+        }
+        if self.replicas.is_some() {
+            // WAIT must follow the SET on the same node connection, which also carries that
+            // node's renewals; not done yet, so refuse rather than silently skip it.
+            return Err(LockError::InvalidUrl {
+                url: listed,
+                reason: "`wait_for_replicas` is not supported on a cluster yet".into(),
             });
         }
         #[cfg(feature = "tls")]

@@ -30,9 +30,20 @@ impl RedisCluster {
     /// As for [`RedisServer::start`]; [`HarnessError::Tool`] when `redis-cli` is missing or
     /// fails; [`HarnessError::NotReady`] when the cluster does not come up within 20 s.
     pub fn start() -> Result<RedisCluster, HarnessError> {
+        RedisCluster::start_with_args(&[])
+    }
+
+    /// As [`start`](Self::start), with extra `redis-server` arguments for every node (for
+    /// example an ACL `--user`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`start`](Self::start).
+    pub fn start_with_args(args: &[&str]) -> Result<RedisCluster, HarnessError> {
         let nodes = (0..6)
             .map(|_| {
                 RedisServer::builder()
+                    .args(args)
                     .args(["--cluster-enabled", "yes"])
                     .args(["--cluster-config-file", "nodes.conf"])
                     .args(["--cluster-node-timeout", "1000"])

@@ -230,3 +230,91 @@ async fn a_master_failover_with_locks_held_never_gives_two_holders() {
     );
     let _ = exists(&cluster, &keys[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_lock_only_user_works_on_a_cluster() {
+    // The README's lock-only rule plus its cluster additions.
+    let rule = [
+        "--user",
+        "locker",
+        "on",
+        ">s3cret-pw",
+        "resetkeys",
+        "~orders:*",
+        "~{orders:*",
+        "resetchannels",
+        "&lock-released:orders:*",
+        "&lock-released:{orders:*",
+        "-@all",
+        "+get",
+        "+set",
+        "+del",
+        "+pttl",
+        "+type",
+        "+pexpire",
+        "+incr",
+        "+publish",
+        "+evalsha",
+        "+script|load",
+        "+subscribe",
+        "+unsubscribe",
+        "+ping",
+        "+spublish",
+        "+ssubscribe",
+        "+sunsubscribe",
+        "+cluster|slots",
+    ];
+    let cluster = RedisCluster::start_with_args(&rule).unwrap();
+    let urls: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("redis://locker:s3cret-pw@127.0.0.1:{}/", n.port()))
+        .collect();
+    let connect = || async {
+        LockClient::cluster(urls.clone())
+            .connect()
+            .await
+            .expect("connect as the lock-only user")
+            .with_namespace("orders")
+    };
+    let (a, b) = (connect().await, connect().await);
+    let ttl = Duration::from_millis(300);
+    let first = a
+        .lock("order:1")
+        .ttl(ttl)
+        .fencing(true)
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(ttl * 3).await;
+    assert!(first.is_held().await.unwrap(), "renewed past its TTL");
+    let waiter = tokio::spawn(async move {
+        let got = b
+            .lock("order:1")
+            .fencing(true)
+            .wait(Duration::from_secs(5))
+            .acquire()
+            .await;
+        (got, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let token = first.fencing_token().unwrap();
+    first.release().await.unwrap();
+    let released = Instant::now();
+    let (got, at) = waiter.await.unwrap();
+    let second = got.unwrap();
+    assert!(
+        at - released < Duration::from_millis(250),
+        "woken after {:?}",
+        at - released
+    );
+    assert!(second.fencing_token().unwrap() > token);
+    second.release().await.unwrap();
+    let billing = LockClient::cluster(urls.clone())
+        .connect()
+        .await
+        .unwrap()
+        .with_namespace("billing");
+    let err = billing.lock("invoice:1").acquire().await.unwrap_err();
+    assert!(matches!(err, LockError::NoPermission { .. }), "{err}");
+}
