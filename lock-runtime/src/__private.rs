@@ -255,3 +255,10 @@ pub const fn ttl_problem(ttl: Duration) -> Option<&'static str> {
 pub fn cluster_renewal_round_trips() -> u64 {
     crate::backend::cluster::RENEWAL_ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// Renewal flushes of cluster backends of this process: coalesced sets of renewals, about
+/// one per renewal tick of a client.
+#[cfg(feature = "cluster")]
+pub fn cluster_renewal_flushes() -> u64 {
+    crate::backend::cluster::RENEWAL_FLUSHES.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -41,6 +41,10 @@ use crate::keys::slot;
 /// and benchmarks.
 pub(crate) static RENEWAL_ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
 
+/// Renewal flushes (coalesced sets of renewals, about one per renewal tick) that sent at
+/// least one pipeline, for the same tests.
+pub(crate) static RENEWAL_FLUSHES: AtomicU64 = AtomicU64::new(0);
+
 /// Keys per renewal pipeline, as the renewer's own batches.
 const PIPELINE_KEYS: usize = crate::renewer::MAX_BATCH;
 
@@ -185,6 +189,7 @@ impl ClusterBackend {
                 pipelines.push(chunk);
             }
         }
+        RENEWAL_FLUSHES.fetch_add(1, Ordering::Relaxed);
         let sends = pipelines.into_iter().map(|jobs| self.send_pipeline(jobs));
         futures_util::future::join_all(sends).await;
     }
