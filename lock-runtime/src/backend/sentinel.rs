@@ -46,6 +46,10 @@ pub(crate) struct SentinelBackend {
 /// little load for a sentinel.
 pub(crate) const PRIMARY_CHECK: Duration = Duration::from_millis(200);
 
+/// How long an operation waits for that check: it runs inline, so a sentinel that hangs
+/// must not hold up the lock operation behind it for a whole operation timeout.
+const PRIMARY_CHECK_TIMEOUT: Duration = Duration::from_millis(250);
+
 impl fmt::Debug for SentinelBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sentinel")
@@ -90,7 +94,12 @@ impl SentinelBackend {
             }
             *last = Instant::now();
         }
-        match tokio::time::timeout(self.op_timeout, self.reported_primary()).await {
+        match tokio::time::timeout(
+            PRIMARY_CHECK_TIMEOUT.min(self.op_timeout),
+            self.reported_primary(),
+        )
+        .await
+        {
             Ok(Ok(addr)) if addr != current.url() => {
                 self.switch(&current).await;
                 self.current()
