@@ -316,6 +316,9 @@ pub struct ClientBuilder {
     replicas: Option<(usize, Duration)>,
     #[cfg(feature = "tls")]
     tls: TlsFiles,
+    /// A cluster connection the service already holds, to carry the lock commands.
+    #[cfg(feature = "cluster")]
+    cluster_connection: Option<redis::cluster_async::ClusterConnection>,
 }
 
 /// PEM material for TLS beyond the system roots.
@@ -382,7 +385,31 @@ impl ClientBuilder {
             replicas: None,
             #[cfg(feature = "tls")]
             tls: TlsFiles::default(),
+            #[cfg(feature = "cluster")]
+            cluster_connection: None,
         }
+    }
+
+    /// For [`LockClient::cluster`]: send the lock commands over a cluster connection the
+    /// service already holds, instead of opening one. Its routing (MOVED and ASK) and
+    /// timeouts are the connection's own. The sharded subscriptions that wake waiters still
+    /// go over a connection of the lock client's, made from the node URLs on the first wait.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let nodes = ["redis://10.0.0.1:7000/", "redis://10.0.0.2:7000/"];
+    /// let app = redis::cluster::ClusterClient::new(nodes)?.get_async_connection().await?;
+    /// let locks = lock_runtime::LockClient::cluster(nodes)
+    ///     .cluster_connection(app.clone())
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn cluster_connection(mut self, conn: redis::cluster_async::ClusterConnection) -> Self {
+        self.cluster_connection = Some(conn);
+        self
     }
 
     /// Trusts this CA (PEM, one or more certificates) for `rediss://` servers, instead of the
@@ -729,7 +756,13 @@ impl ClientBuilder {
             .build()
             .map_err(invalid)?;
         let op_timeout = self.connect_timeout + self.response_timeout;
-        let conn = match tokio::time::timeout(op_timeout, client.get_async_connection()).await {
+        let connecting = async {
+            match self.cluster_connection.clone() {
+                Some(conn) => Ok(conn),
+                None => client.get_async_connection().await,
+            }
+        };
+        let conn = match tokio::time::timeout(op_timeout, connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(connect_error(&listed, e)),
             Err(_) => {

@@ -322,3 +322,59 @@ async fn an_acl_lock_only_user_works_on_a_cluster() {
     let err = billing.lock("invoice:1").acquire().await.unwrap_err();
     assert!(matches!(err, LockError::NoPermission { .. }), "{err}");
 }
+
+/// A service that already holds a cluster connection locks over it; waiters are still woken
+/// through the lock client's own sharded subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_go_over_the_services_own_cluster_connection() {
+    let cluster = RedisCluster::start().unwrap();
+    let app = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let own = LockClient::cluster(cluster.urls())
+        .cluster_connection(app.clone())
+        .connect()
+        .await
+        .unwrap();
+    let guard = own.lock("own:1").fencing(true).acquire().await.unwrap();
+    assert_eq!(guard.fencing_token(), Some(1));
+    assert!(exists(&cluster, "own:1"));
+    let other = client(&cluster).await;
+    let busy = other.lock("own:1").acquire().await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    // The service's connection keeps working for its own commands meanwhile.
+    let mut app = app;
+    let _: () = redis::cmd("SET")
+        .arg("own:data")
+        .arg("x")
+        .query_async(&mut app)
+        .await
+        .unwrap();
+    let held = other.lock("own:2").acquire().await.unwrap();
+    let waiter = tokio::spawn({
+        let own = own.clone();
+        async move {
+            let got = own
+                .lock("own:2")
+                .wait(Duration::from_secs(10))
+                .backoff(lock_runtime::Backoff::constant(Duration::from_secs(5)))
+                .acquire()
+                .await;
+            (got, Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.release().await.unwrap();
+    let released = Instant::now();
+    let (got, at) = waiter.await.unwrap();
+    got.unwrap().release().await.unwrap();
+    assert!(
+        at - released < Duration::from_secs(2),
+        "woken {:?} after the release (polling steps are 5 s)",
+        at - released
+    );
+    guard.release().await.unwrap();
+    assert!(!exists(&cluster, "own:1"));
+}
