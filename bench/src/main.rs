@@ -31,6 +31,9 @@
 //!   held lock (`VmRSS`).
 //! - **P5.** The `#[distributed_lock]` attribute against the manual guard on P1's
 //!   workload.
+//! - **P6.** Many waiters: 4 clients × 16 tasks on one key (`p6.rs`, which holds the whole
+//!   figure: workload, counting, goals, table, plots).
+//! - **Quorum.** P1's cycle on 5 nodes against one node (`quorum.rs`, likewise).
 //!
 //! P1-P3 also run with rslock 0.10 and redlock 2.0, with their default retry settings,
 //! against the same server. Figures that are divided by each other are taken interleaved
@@ -131,7 +134,7 @@ impl Config {
             p1_warmup: 1_000,
             p1_rounds: 20,
             p1_block: 500,
-            p2_rounds: 10,
+            p2_rounds: 20,
             p2_window: Window {
                 warmup: Duration::from_millis(250),
                 measure: Duration::from_millis(500),
