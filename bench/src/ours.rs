@@ -216,11 +216,7 @@ pub fn held_locks(
 }
 
 /// Sleeps until `until`, calling `read` every `period` on the way.
-fn sleep_reading(
-    until: Instant,
-    period: Duration,
-    read: &mut dyn FnMut() -> Res<()>,
-) -> Res<()> {
+fn sleep_reading(until: Instant, period: Duration, read: &mut dyn FnMut() -> Res<()>) -> Res<()> {
     loop {
         let now = Instant::now();
         if now >= until {

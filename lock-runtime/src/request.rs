@@ -105,7 +105,10 @@ impl LockRequest {
     }
 
     /// The pause between attempts while waiting (default: exponential, 5 ms to 200 ms,
-    /// jittered).
+    /// jittered). Releases announced by lock-runtime wake waiters at once, one waiter per
+    /// client and release, so polling is only the fallback for holders that announce
+    /// nothing (other libraries, expiry): while subscribed, a waiter polls at the longest
+    /// step, never past the holder's remaining TTL.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
