@@ -289,6 +289,11 @@ impl LockRequest {
                 watch.consume();
             }
             let outcome = bounded(&*backend, &key, "acquire", backend.acquire(args)).await;
+            // The attempt has its answer: a wake given up from now on is passed on only if
+            // it came in since.
+            if let Some(watch) = releases.as_mut() {
+                watch.settled();
+            }
             let holder_ttl = match outcome {
                 Ok(Acquired::Yes { fence }) => {
                     undo.disarm();
@@ -296,7 +301,7 @@ impl LockRequest {
                     // A wake that came in during this attempt was for the release it took:
                     // nothing to pass on to the next waiter.
                     if let Some(mut watch) = releases.take() {
-                        watch.consume();
+                        watch.won();
                     }
                     let guard = LockGuard::start(&store, lease(), fence, self.renew);
                     if store.is_closed() {

@@ -598,6 +598,9 @@ fn subscriber_gone() -> BackendError {
 enum Control {
     Subscribe(String, oneshot::Sender<BackendResult<()>>),
     Unsubscribe(String),
+    /// Subscribe again, to hear of the key's releases after the other clients (see
+    /// [`ROTATE_EVERY`](super::wakeup::ROTATE_EVERY)).
+    Rotate(String),
 }
 
 /// One pub/sub connection per client, shared by every waiter of every key.
@@ -621,10 +624,16 @@ impl Subscriber {
         let (sink, stream) = pubsub.split();
         let (control, requests) = mpsc::unbounded_channel();
         let unsubscribe = control.clone();
-        let hub = Arc::new(ReleaseHub::with_on_idle(Box::new(move |key: &str| {
-            // The task may be gone already; then there is nothing to unsubscribe from.
-            let _ = unsubscribe.send(Control::Unsubscribe(key.to_owned()));
-        })));
+        let rotate = control.clone();
+        let hub = Arc::new(ReleaseHub::with_hooks(
+            Box::new(move |key: &str| {
+                // The task may be gone already; then there is nothing to unsubscribe from.
+                let _ = unsubscribe.send(Control::Unsubscribe(key.to_owned()));
+            }),
+            Box::new(move |key: &str| {
+                let _ = rotate.send(Control::Rotate(key.to_owned()));
+            }),
+        ));
         let task = tokio::spawn(Subscriber::run(
             Arc::clone(&hub),
             sink,
@@ -678,6 +687,26 @@ impl Subscriber {
                             break "a SUBSCRIBE failed or timed out";
                         }
                         keepalive.reset();
+                    }
+                    Some(Control::Rotate(key)) => {
+                        if hub.is_watched(&key) {
+                            // Both go out together, so the server runs them back to back.
+                            // This client holds the lock now (a waiter of it just took it),
+                            // so the only release that could fall between the two is its
+                            // own, sent later on the other connection.
+                            let channel = release_channel(&key);
+                            let mut again = sink.clone();
+                            let both = futures_util::future::join(
+                                sink.unsubscribe(&channel),
+                                again.subscribe(&channel),
+                            );
+                            if !matches!(
+                                tokio::time::timeout(op_timeout, both).await,
+                                Ok((Ok(()), Ok(())))
+                            ) {
+                                break "a re-SUBSCRIBE failed or timed out";
+                            }
+                        }
                     }
                     Some(Control::Unsubscribe(key)) => {
                         if !hub.is_watched(&key) {

@@ -25,6 +25,10 @@ type OnIdle = Box<dyn Fn(&str) + Send + Sync>;
 pub(crate) struct ReleaseHub {
     slots: Mutex<HashMap<String, Slot>>,
     on_idle: Option<OnIdle>,
+    /// Called with a key when this client's waiters have taken it [`ROTATE_EVERY`] times
+    /// since the last call: the source should move this client to the back of the order in
+    /// which it announces releases (see [`ReleaseWatch::won`]).
+    on_rotate: Option<OnIdle>,
     /// Set when the notification source is gone for good: every watch is then stale.
     closed: AtomicBool,
 }
@@ -52,6 +56,9 @@ impl std::fmt::Debug for ReleaseHub {
 struct Waiter {
     /// A wake was handed to this watch and its waiter has not made an attempt since.
     woken: AtomicBool,
+    /// The waiter's attempt is in flight: if the watch is dropped now (the waiter was
+    /// cancelled), that attempt may never have reached the server, so its wake is passed on.
+    attempting: AtomicBool,
     /// Wakes the waiter's task. Spurious permits are harmless: `released` re-checks `woken`.
     notify: Notify,
 }
@@ -74,7 +81,15 @@ struct Slot {
     /// The notification source confirmed that it listens for this key (e.g. a SUBSCRIBE
     /// was acknowledged) since the slot was made: later watches need not ask again.
     confirmed: bool,
+    /// Locks taken by this client's woken waiters since the slot was made.
+    wins: u32,
 }
+
+/// How many hand-offs a client's waiters take before the client asks to hear of releases
+/// last. Redis announces a release to a channel's subscribers in the order they
+/// subscribed, and the first to hear tends to win: without rotating, one client of several
+/// took most of the hand-offs (P6). Each rotation costs an UNSUBSCRIBE and a SUBSCRIBE.
+pub(crate) const ROTATE_EVERY: u32 = 4;
 
 impl Slot {
     /// Hands one wake to the first waiter that holds none, other than `except`. If every
@@ -91,11 +106,35 @@ impl Slot {
 }
 
 impl ReleaseHub {
+    #[cfg(test)]
     pub(crate) fn with_on_idle(on_idle: OnIdle) -> Self {
         ReleaseHub {
-            slots: Mutex::default(),
             on_idle: Some(on_idle),
-            closed: AtomicBool::new(false),
+            ..ReleaseHub::default()
+        }
+    }
+
+    /// With a rotation hook too: see [`ReleaseWatch::won`].
+    pub(crate) fn with_hooks(on_idle: OnIdle, on_rotate: OnIdle) -> Self {
+        ReleaseHub {
+            on_idle: Some(on_idle),
+            on_rotate: Some(on_rotate),
+            ..ReleaseHub::default()
+        }
+    }
+
+    /// Counts a lock taken by a woken waiter of this client; every [`ROTATE_EVERY`]th
+    /// calls `on_rotate`.
+    fn won(&self, key: &str) {
+        let rotate = match self.slots().get_mut(key) {
+            Some(slot) => {
+                slot.wins += 1;
+                slot.wins % ROTATE_EVERY == 0
+            }
+            None => false,
+        };
+        if rotate && let Some(on_rotate) = &self.on_rotate {
+            on_rotate(key);
         }
     }
 
@@ -195,7 +234,8 @@ impl ReleaseHub {
         if let Some(at) = slot.queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
             slot.queue.remove(at);
         }
-        if waiter.is_woken() && !self.is_closed() {
+        let owed = waiter.is_woken() || waiter.attempting.load(Ordering::Acquire);
+        if owed && !self.is_closed() {
             slot.wake_one(Some(waiter));
         }
         if slot.queue.is_empty() {
@@ -244,7 +284,26 @@ impl ReleaseWatch {
     /// watch dropped without calling it after a wake passes that wake on.
     pub(crate) fn consume(&mut self) {
         for part in &self.parts {
+            part.waiter.attempting.store(true, Ordering::Release);
             part.waiter.woken.store(false, Ordering::Release);
+        }
+    }
+
+    /// The attempt begun at [`consume`](Self::consume) has its answer: a watch dropped
+    /// from now on passes on only a wake that came in since.
+    pub(crate) fn settled(&mut self) {
+        for part in &self.parts {
+            part.waiter.attempting.store(false, Ordering::Release);
+        }
+    }
+
+    /// The waiter took the lock: like [`consume`](Self::consume), and counts the win for
+    /// this client's turn-taking (see [`ROTATE_EVERY`]).
+    pub(crate) fn won(&mut self) {
+        self.consume();
+        self.settled();
+        for part in &self.parts {
+            part.hub.won(&part.key);
         }
     }
 
@@ -338,7 +397,7 @@ mod tests {
         assert_eq!(woken, [true, false, false, false]);
         // It takes the lock and leaves: the next release goes to the second.
         let mut first = ws.remove(0);
-        first.consume();
+        first.won();
         drop(first);
         hub.notify("k");
         let woken: Vec<bool> = ws.iter_mut().map(|w| woken_now(w).is_some()).collect();
@@ -387,7 +446,30 @@ mod tests {
         let mut a = hub.watch("k");
         let mut b = hub.watch("k");
         hub.notify("k");
-        a.consume(); // it acted on the wake: attempted and took the lock
+        a.won(); // it acted on the wake: attempted and took the lock
+        drop(a);
+        assert_eq!(woken_now(&mut b), None);
+    }
+
+    #[test]
+    fn a_waiter_cancelled_while_its_attempt_is_in_flight_passes_the_wake_on() {
+        let hub = Arc::new(ReleaseHub::default());
+        let mut a = hub.watch("k");
+        let mut b = hub.watch("k");
+        hub.notify("k");
+        a.consume(); // the attempt is sent, and may never reach the server
+        drop(a);
+        assert_eq!(woken_now(&mut b), Some(Wake::Released));
+    }
+
+    #[test]
+    fn a_waiter_that_lost_its_attempt_and_gave_up_passes_nothing_on() {
+        let hub = Arc::new(ReleaseHub::default());
+        let mut a = hub.watch("k");
+        let mut b = hub.watch("k");
+        hub.notify("k");
+        a.consume();
+        a.settled(); // busy: someone else took the lock, and will announce its release
         drop(a);
         assert_eq!(woken_now(&mut b), None);
     }
@@ -480,6 +562,23 @@ mod tests {
             !confirmed,
             "a key watched anew needs its subscription again"
         );
+    }
+
+    #[test]
+    fn every_fourth_win_asks_the_source_to_rotate() {
+        let rotations = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&rotations);
+        let hub = Arc::new(ReleaseHub::with_hooks(
+            Box::new(|_| {}),
+            Box::new(move |_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }),
+        ));
+        let _queued = hub.watch("k");
+        for _ in 0..2 * ROTATE_EVERY {
+            hub.watch("k").won();
+        }
+        assert_eq!(rotations.load(Ordering::SeqCst), 2);
     }
 
     #[test]
