@@ -106,7 +106,8 @@ impl Slot {
 }
 
 impl ReleaseHub {
-    #[cfg(test)]
+    /// With an idle hook only (the cluster's subscriber, and tests).
+    #[cfg_attr(not(any(test, feature = "cluster")), allow(dead_code))]
     pub(crate) fn with_on_idle(on_idle: OnIdle) -> Self {
         ReleaseHub {
             on_idle: Some(on_idle),
