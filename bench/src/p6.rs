@@ -528,10 +528,9 @@ impl P6 {
                     "**P6: Jain's index {:.3}.** Within a client waiters are served first come, \
                      first woken, and their counts are close; between clients, the first woken \
                      attempt to reach the server wins. Acquisitions per client: {:?}. Redis delivers \
-                     a `PUBLISH` to a channel's subscribers in the order they subscribed, so the \
-                     same client tends to hear of each release first and win the race. Evening it \
-                     out needs a queue on the server (Redisson's fair lock) or a deliberate delay \
-                     after a win; neither is in this change.",
+                     a `PUBLISH` to a channel's subscribers in the order they subscribed, and a client \
+                     re-subscribes (hears last) every few hand-offs it takes; what is left is the \
+                     race between the clients that heard.",
                     ours.jain(),
                     ours.per_client(self.config.clients)
                 )),
