@@ -31,6 +31,9 @@
 //!   held lock (`VmRSS`).
 //! - **P5.** The `#[distributed_lock]` attribute against the manual guard on P1's
 //!   workload.
+//! - **P6.** Many waiters: 4 clients × 16 tasks on one key (`p6.rs`, which holds the whole
+//!   figure: workload, counting, goals, table, plots).
+//! - **Quorum.** P1's cycle on 5 nodes against one node (`quorum.rs`, likewise).
 //!
 //! P1-P3 also run with rslock 0.10 and redlock 2.0, with their default retry settings,
 //! against the same server. Figures that are divided by each other are taken interleaved
@@ -38,12 +41,15 @@
 //! counted in an untimed pass under `MONITOR`. See BENCHMARKS.md for the figures and how
 //! they were taken.
 
+mod alloc;
 mod floor;
 mod measure;
 mod ours;
+mod p6;
 mod peers;
 mod plots;
 mod probe;
+mod quorum;
 mod report;
 mod stats;
 mod workload;
@@ -61,6 +67,9 @@ use crate::measure::{Cycles, Rate};
 use crate::ours::{AttributeVsManual, HeldLocks, HeldLocksConfig, Ours};
 use crate::probe::{Accounting, Counters, Machine, Probe};
 use crate::workload::{Handoff, Window};
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
 
 /// The error type of the whole bench: anything, with a message.
 pub type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -112,6 +121,10 @@ pub struct Config {
     pub p5_rounds: usize,
     /// P5: cycles per block.
     pub p5_block: usize,
+    /// P6's shape.
+    pub p6: p6::Config,
+    /// The quorum figure's shape.
+    pub quorum: quorum::Config,
 }
 
 impl Config {
@@ -121,7 +134,7 @@ impl Config {
             p1_warmup: 1_000,
             p1_rounds: 20,
             p1_block: 500,
-            p2_rounds: 10,
+            p2_rounds: 20,
             p2_window: Window {
                 warmup: Duration::from_millis(250),
                 measure: Duration::from_millis(500),
@@ -136,10 +149,26 @@ impl Config {
                 locks: 10_000,
                 ttl: Duration::from_secs(3),
                 settle: Duration::from_millis(1_500),
-                hold: Duration::from_secs(3),
+                // Settle + hold = 10 renewal periods.
+                hold: Duration::from_millis(8_500),
             },
             p5_rounds: 20,
             p5_block: 500,
+            p6: p6::Config {
+                clients: 4,
+                tasks_per_client: 16,
+                hold: Duration::from_micros(500),
+                think: Duration::from_millis(2),
+                rounds: 4,
+                warmup: Duration::from_millis(300),
+                measure: Duration::from_millis(1_500),
+                accounting: Duration::from_millis(500),
+            },
+            quorum: quorum::Config {
+                warmup: 200,
+                rounds: 10,
+                block: 300,
+            },
         }
     }
 
@@ -168,6 +197,21 @@ impl Config {
             },
             p5_rounds: 4,
             p5_block: 50,
+            p6: p6::Config {
+                clients: 4,
+                tasks_per_client: 16,
+                hold: Duration::from_micros(500),
+                think: Duration::from_millis(2),
+                rounds: 1,
+                warmup: Duration::from_millis(100),
+                measure: Duration::from_millis(300),
+                accounting: Duration::from_millis(150),
+            },
+            quorum: quorum::Config {
+                warmup: 10,
+                rounds: 2,
+                block: 30,
+            },
         }
     }
 }
@@ -281,6 +325,10 @@ pub struct Results {
     pub p4: HeldLocks,
     /// P5.
     pub p5: AttributeVsManual,
+    /// P6: many waiters.
+    pub p6: p6::P6,
+    /// The quorum figure.
+    pub quorum: quorum::Quorum,
 }
 
 /// Command-line options.
@@ -415,6 +463,9 @@ fn run(options: &Options) -> Res<()> {
     };
     let (p1, p2) = (cycles.p1, rates.p2);
 
+    let p6 = p6::measure(&rt, &mut probe, &url, server.port(), config.p6)?;
+    let quorum = quorum::measure(&rt, &url, config.quorum)?;
+
     step("P5: attribute vs manual guard");
     let p5 = rt.block_on(async {
         let ours = Ours::connect(&url).await?;
@@ -436,6 +487,8 @@ fn run(options: &Options) -> Res<()> {
         p3,
         p4,
         p5,
+        p6,
+        quorum,
     };
     let written = report::write_all(&results, &out)?;
     println!("{}", report::summary(&results));

@@ -31,6 +31,11 @@ impl Ours {
         })
     }
 
+    /// Wraps a client already connected (e.g. to a quorum).
+    pub fn from_client(client: LockClient) -> Ours {
+        Ours { client }
+    }
+
     /// The client.
     pub fn client(&self) -> &LockClient {
         &self.client
@@ -78,6 +83,11 @@ pub struct HeldLocks {
     pub rss: [u64; 3],
     /// VmRSS read once per renewal period while the locks were held, in bytes.
     pub rss_by_period: Vec<u64>,
+    /// Live heap bytes (counted by the bench's allocator from just before acquiring):
+    /// after acquiring, and at the end of the hold.
+    pub heap: [i64; 2],
+    /// Live heap bytes once per renewal period while the locks were held.
+    pub heap_by_period: Vec<i64>,
     /// What the server counted during the hold.
     pub counters: Counters,
     /// The counted window, from `CONFIG RESETSTAT` to `INFO commandstats`.
@@ -117,6 +127,17 @@ impl HeldLocks {
     pub fn rss_per_lock_after_hold(&self) -> f64 {
         self.rss[2].saturating_sub(self.rss[0]) as f64 / self.config.locks as f64
     }
+
+    /// Live heap bytes per held lock after acquiring, and at the end of the hold.
+    pub fn heap_per_lock(&self) -> (f64, f64) {
+        let n = self.config.locks as f64;
+        (self.heap[0] as f64 / n, self.heap[1] as f64 / n)
+    }
+
+    /// Renewal periods from acquiring to the end of the hold.
+    pub fn periods_held(&self) -> f64 {
+        (self.config.settle + self.window).as_secs_f64() / self.period().as_secs_f64()
+    }
 }
 
 /// Tasks that acquire (and later release) P4's locks.
@@ -148,23 +169,36 @@ pub fn held_locks(
     })?;
 
     let rss_before = rss_bytes()?;
+    crate::alloc::counting(true);
+    let heap_before = crate::alloc::live();
     let started = Instant::now();
     let guards = rt.block_on(acquire_many(&client, config))?;
     let acquire_secs = started.elapsed().as_secs_f64();
     let rss_acquired = rss_bytes()?;
+    let heap_acquired = crate::alloc::live() - heap_before;
 
     // Renewals run on the runtime's worker threads while this thread sleeps; VmRSS is read
     // once per renewal period on the way.
     let period = config.ttl / 3;
     let mut rss_by_period = Vec::new();
+    let mut heap_by_period = Vec::new();
     let settle_until = Instant::now() + config.settle;
-    sleep_reading_rss(settle_until, period, &mut rss_by_period)?;
+    let mut read = |rss: &mut Vec<u64>| -> Res<()> {
+        rss.push(rss_bytes()?);
+        heap_by_period.push(crate::alloc::live() - heap_before);
+        Ok(())
+    };
+    sleep_reading(settle_until, period, &mut || read(&mut rss_by_period))?;
     probe.reset()?;
     let counted_from = Instant::now();
-    sleep_reading_rss(counted_from + config.hold, period, &mut rss_by_period)?;
+    sleep_reading(counted_from + config.hold, period, &mut || {
+        read(&mut rss_by_period)
+    })?;
     let counters = probe.counters()?;
     let window = counted_from.elapsed();
     let rss_held = rss_bytes()?;
+    let heap_held = crate::alloc::live() - heap_before;
+    crate::alloc::counting(false);
     let lost = guards.iter().flatten().filter(|g| g.is_lost()).count();
 
     rt.block_on(release_all(guards))?;
@@ -173,21 +207,23 @@ pub fn held_locks(
         acquire_secs,
         rss: [rss_before, rss_acquired, rss_held],
         rss_by_period,
+        heap: [heap_acquired, heap_held],
+        heap_by_period,
         counters,
         window,
         lost,
     })
 }
 
-/// Sleeps until `until`, reading VmRSS every `period` on the way.
-fn sleep_reading_rss(until: Instant, period: Duration, rss: &mut Vec<u64>) -> Res<()> {
+/// Sleeps until `until`, calling `read` every `period` on the way.
+fn sleep_reading(until: Instant, period: Duration, read: &mut dyn FnMut() -> Res<()>) -> Res<()> {
     loop {
         let now = Instant::now();
         if now >= until {
             return Ok(());
         }
         thread::sleep(period.min(until - now));
-        rss.push(rss_bytes()?);
+        read()?;
     }
 }
 

@@ -24,8 +24,13 @@ pub struct Rslock {
 impl Rslock {
     /// A lock manager over the single server at `url`; it connects on first use.
     pub fn new(url: &str) -> Rslock {
+        Rslock::multi(&[url.to_owned()])
+    }
+
+    /// A lock manager over several independent servers (its Redlock mode).
+    pub fn multi(urls: &[String]) -> Rslock {
         Rslock {
-            manager: rslock::LockManager::new(vec![url.to_owned()]),
+            manager: rslock::LockManager::new(urls.to_vec()),
         }
     }
 }
@@ -65,9 +70,27 @@ pub enum RedlockHeld<'a> {
 impl Redlock {
     /// A lock manager over the single server at `url`.
     pub fn new(url: &str) -> Redlock {
+        Redlock::multi(&[url.to_owned()])
+    }
+
+    /// A lock manager over several independent servers (its Redlock mode).
+    pub fn multi(urls: &[String]) -> Redlock {
         Redlock {
-            redlock: redlock::RedLock::new(vec![url.to_owned()]),
+            redlock: redlock::RedLock::new(urls.to_vec()),
         }
+    }
+
+    /// One `lock` call (its own 3 attempts); `None` if it did not get the lock or failed.
+    pub fn lock_once(&self, key: &str) -> Option<redlock::Lock<'_>> {
+        self.redlock
+            .lock(key.as_bytes(), ttl_ms(TTL))
+            .ok()
+            .flatten()
+    }
+
+    /// Releases a lock from [`lock_once`](Self::lock_once).
+    pub fn unlock(&self, lock: &redlock::Lock<'_>) {
+        self.redlock.unlock(lock);
     }
 }
 

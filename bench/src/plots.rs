@@ -37,7 +37,8 @@ pub struct BarPanel {
     pub bars: Vec<Bar>,
 }
 
-const PALETTE: [RGBColor; 5] = [
+/// Line colours, in series order.
+pub const PALETTE: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),

@@ -19,6 +19,7 @@ const REQUIRED: &[&str] = &[
     "p5.run.mean",
     "p5.attribute.mean",
     "p5.ratio",
+    "quorum.single.mean",
 ];
 
 /// Figures reported per library.
@@ -34,6 +35,11 @@ const PER_LIB: &[&str] = &[
     "p3.{}.p99",
     "p3.{}.p999",
     "p3.{}.ratio_ping",
+    "p6.{}.handoffs_per_sec",
+    "p6.{}.commands_per_handoff",
+    "p6.{}.jain",
+    "quorum.{}.mean",
+    "quorum.{}.ratio_single",
 ];
 
 const LIBS: &[&str] = &["ours", "rslock", "redlock"];
@@ -119,6 +125,11 @@ fn quick_run_reports_every_figure_and_writes_the_plots() {
         "redlock 2.0",
         "bench/plots/p3_handoff_cdf.svg",
         "bench/plots/p1_p2_bars.svg",
+        "P6 commands per hand-off",
+        "P6 fairness",
+        "Quorum of 5",
+        "bench/plots/p6_acquisitions_per_task.svg",
+        "bench/plots/p6_handoff_cdf.svg",
     ] {
         assert!(md.contains(needle), "BENCHMARKS.md lacks {needle:?}");
     }
@@ -127,7 +138,12 @@ fn quick_run_reports_every_figure_and_writes_the_plots() {
         "BENCHMARKS.md has no verdicts"
     );
 
-    for plot in ["p3_handoff_cdf.svg", "p1_p2_bars.svg"] {
+    for plot in [
+        "p3_handoff_cdf.svg",
+        "p1_p2_bars.svg",
+        "p6_acquisitions_per_task.svg",
+        "p6_handoff_cdf.svg",
+    ] {
         let path = out.path().join("bench/plots").join(plot);
         let svg = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(svg.starts_with("<svg"), "{plot} is not an SVG");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backend::wakeup::{ReleaseWatch, Wake};
-use crate::backend::{AcquireArgs, Acquired, bounded};
+use crate::backend::{AcquireArgs, Acquired, HolderTtl, bounded};
 use crate::guard::LockGuard;
 use crate::keys::{MAX_TTL, MIN_TTL, check_ttl, fence_key, full_key};
 use crate::lease::{Holds, Lease};
@@ -105,7 +105,10 @@ impl LockRequest {
     }
 
     /// The pause between attempts while waiting (default: exponential, 5 ms to 200 ms,
-    /// jittered).
+    /// jittered). Releases announced by lock-runtime wake waiters at once, one waiter per
+    /// client and release, so polling is only the fallback for holders that announce
+    /// nothing (other libraries, expiry): while subscribed, a waiter polls at the longest
+    /// step, never past the holder's remaining TTL.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
@@ -215,6 +218,23 @@ impl LockRequest {
         // Set up on the first busy answer; `None` after that means polling only.
         let mut releases: Option<ReleaseWatch> = None;
         let mut watching = false;
+        // Other waiters of this client already wait for this key: queue behind them (FIFO,
+        // no barging) and make no attempt until woken. The watch is taken before any
+        // attempt, so no release is missed.
+        if !self.wait.is_zero()
+            && let Some(mut watch) = backend.watch_if_queued(&key)
+        {
+            let delay = self.backoff.delay(u32::MAX).min(remaining());
+            let stale = tokio::select! {
+                () = tokio::time::sleep(delay) => false,
+                wake = watch.released() => wake == Wake::Stale,
+            };
+            if !stale {
+                releases = Some(watch);
+                watching = true;
+            }
+            attempt = 1;
+        }
         loop {
             if store.is_closed() {
                 return Err(LockError::Closed { key });
@@ -247,18 +267,42 @@ impl LockRequest {
                 sent_at,
                 armed: true,
             };
+            // The first attempt is the uncontended path: a plain `SET`. A caller that will
+            // wait needs no PTTL from it (it subscribes and tries again at once); a waiter's
+            // retries, often busy, get the PTTL in the same round trip.
+            let holder_ttl = match (attempt, self.wait.is_zero()) {
+                (0, true) => HolderTtl::After,
+                (0, false) => HolderTtl::Skip,
+                _ => HolderTtl::Within,
+            };
             let args = AcquireArgs {
                 key: &key,
                 token: &token,
                 ttl,
                 fence_key: fence_key.as_deref(),
                 read_fence: false,
+                holder_ttl,
             };
+            // This attempt acts on any wake the watch holds; a release from now on wakes
+            // it again.
+            if let Some(watch) = releases.as_mut() {
+                watch.consume();
+            }
             let outcome = bounded(&*backend, &key, "acquire", backend.acquire(args)).await;
+            // The attempt has its answer: a wake given up from now on is passed on only if
+            // it came in since.
+            if let Some(watch) = releases.as_mut() {
+                watch.settled();
+            }
             let holder_ttl = match outcome {
                 Ok(Acquired::Yes { fence }) => {
                     undo.disarm();
                     drop(undo);
+                    // A wake that came in during this attempt was for the release it took:
+                    // nothing to pass on to the next waiter.
+                    if let Some(mut watch) = releases.take() {
+                        watch.won();
+                    }
                     let guard = LockGuard::start(&store, lease(), fence, self.renew);
                     if store.is_closed() {
                         // close() ran while this attempt was in flight: give it back now,
@@ -338,8 +382,15 @@ impl LockRequest {
                 watching = !resubscribe_soon;
             }
             // Polling stays as the fallback: a holder using another library, or a lock that
-            // expires, announces nothing. Never sleep past the holder's expiry.
-            let mut delay = self.backoff.delay(attempt - 1).min(remaining);
+            // expires, announces nothing. Never sleep past the holder's expiry. While a
+            // watch is up, releases come through it, so poll at the backoff's longest step
+            // only: ramping up from the first step cost ~5 busy attempts per acquisition with
+            // 64 waiters (P6 in BENCHMARKS.md).
+            let step = match releases.is_some() {
+                true => u32::MAX,
+                false => attempt - 1,
+            };
+            let mut delay = self.backoff.delay(step).min(remaining);
             if let Some(holder_ttl) = holder_ttl {
                 delay = delay.min(holder_ttl);
             }

@@ -127,7 +127,14 @@ impl Backend for MemoryBackend {
     }
 
     fn watch_releases<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<ReleaseWatch>> {
-        ready(ReleaseHub::watch(&self.releases, key))
+        let watch = ReleaseHub::watch(&self.releases, key);
+        // Releases are announced in process: the watch listens as soon as it exists.
+        self.releases.confirm(key);
+        ready(watch)
+    }
+
+    fn watch_if_queued(&self, key: &str) -> Option<ReleaseWatch> {
+        self.releases.watch_if_queued(key)
     }
 
     fn op_timeout(&self) -> Duration {

@@ -37,6 +37,22 @@ pub(crate) struct AcquireArgs<'a> {
     /// With `fence_key`: report the counter as it is instead of incrementing it (a quorum
     /// backend raises it in a second round).
     pub read_fence: bool,
+    /// Whether and how a busy answer reports the holder's remaining TTL.
+    pub holder_ttl: HolderTtl,
+}
+
+/// How an acquire attempt that finds the lock busy learns the holder's remaining TTL. A
+/// backend may always report it (the in-memory one does); these say what the caller needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HolderTtl {
+    /// Not needed: the caller subscribes to releases and tries again at once, and that
+    /// attempt asks. The first attempt of a waiting caller: one plain `SET` when free.
+    Skip,
+    /// Only once busy, in a second round trip: the caller will not wait and reports it
+    /// in [`LockError::Busy`](crate::LockError::Busy).
+    After,
+    /// In the same round trip: a waiter's retries, which are often busy.
+    Within,
 }
 
 /// What one acquire attempt found.
@@ -44,7 +60,8 @@ pub(crate) struct AcquireArgs<'a> {
 pub(crate) enum Acquired {
     /// The lock is ours; `fence` is the new fencing token when fencing is on.
     Yes { fence: Option<u64> },
-    /// Someone holds it; `holder_ttl` is their remaining TTL (`None`: the key has no expiry).
+    /// Someone holds it; `holder_ttl` is their remaining TTL (`None`: the key has no expiry,
+    /// or the attempt did not ask, [`HolderTtl::Skip`]).
     Busy { holder_ttl: Option<Duration> },
 }
 
@@ -108,6 +125,13 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Starts watching for releases of `key`. Once this returns, any release of `key` wakes
     /// the watch, so an acquire attempt made after it cannot miss one.
     fn watch_releases<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<ReleaseWatch>>;
+
+    /// A watch on `key`, without I/O, if waiters of this client already wait for `key` with
+    /// their notifications confirmed: a new waiter then queues behind them instead of making
+    /// an attempt (FIFO within the client, no barging). `None` otherwise.
+    fn watch_if_queued(&self, _key: &str) -> Option<ReleaseWatch> {
+        None
+    }
 
     /// How long one operation may take before we give up on it (connect plus response).
     fn op_timeout(&self) -> Duration;

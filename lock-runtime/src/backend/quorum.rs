@@ -377,6 +377,17 @@ impl Backend for QuorumBackend {
         })
     }
 
+    fn watch_if_queued(&self, key: &str) -> Option<ReleaseWatch> {
+        // Only if this client already listens on every node: a release may be announced
+        // by any of them.
+        let watches: Option<Vec<ReleaseWatch>> = self
+            .nodes
+            .iter()
+            .map(|node| node.watch_if_queued(key))
+            .collect();
+        watches.map(ReleaseWatch::merge)
+    }
+
     fn op_timeout(&self) -> Duration {
         // Nodes are asked at once; up to two more rounds (fencing, undo) may follow.
         3 * self.node_timeout + Duration::from_millis(100)

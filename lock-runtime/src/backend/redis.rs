@@ -13,16 +13,17 @@ use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::wakeup::{ReleaseHub, ReleaseWatch};
-use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed};
+use super::{
+    AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, HolderTtl, Renewal, Renewed,
+};
 use crate::error::BackendError;
 
 /// With fencing: `SET NX PX`, on success `INCR` the fencing counter in the same atomic step,
 /// on failure report the holder's PTTL (so waiters never sleep past it) or the foreign type
 /// found at the key. Replies: `{1, fence}` taken, `{0, pttl}` busy, `{-1, type}` not a lock.
 ///
-/// Without fencing nothing needs to be atomic with the `SET`, so the acquire is a plain
-/// `SET NX PX` pipelined with `PTTL` in the same round trip: half the server time of a
-/// script on the hot path (see BENCHMARKS.md).
+/// Without fencing nothing needs to be atomic with the `SET`: see [`HolderTtl`] for how
+/// the holder's PTTL is asked (the uncontended path is one plain `SET NX PX`).
 const ACQUIRE_FENCED_LUA: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {1, redis.call('INCR', KEYS[2])}
@@ -33,6 +34,20 @@ return {0, redis.call('PTTL', KEYS[1])}
 ";
 pub(crate) static ACQUIRE_FENCED: LazyLock<Script> =
     LazyLock::new(|| Script::new(ACQUIRE_FENCED_LUA));
+
+/// For a waiter's retries: `SET NX PX`, or the holder's PTTL in the same round trip (and the
+/// foreign type found at the key, looked up only when it has no expiry). Replies: `{1}`
+/// taken, `{0, pttl}` busy, `{-1, type}` not a lock.
+const ACQUIRE_OR_PTTL_LUA: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+local p = redis.call('PTTL', KEYS[1])
+if p == -1 then
+  local t = redis.call('TYPE', KEYS[1])['ok']
+  if t ~= 'string' then return {-1, t} end
+end
+return {0, p}
+";
+static ACQUIRE_OR_PTTL: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_OR_PTTL_LUA));
 
 /// For a quorum: `SET NX PX`, and on success report the fencing counter as it is (0 if
 /// none) in the same atomic step. Replies as [`ACQUIRE_FENCED`].
@@ -128,6 +143,7 @@ pub(crate) fn script_command(sha: &str, line: usize) -> Option<String> {
         (RENEW_LUA, &*RENEW),
         (TTL_IF_HELD_LUA, &*TTL_IF_HELD),
         (RELEASE_SHARDED_LUA, &*RELEASE_SHARDED),
+        (ACQUIRE_OR_PTTL_LUA, &*ACQUIRE_OR_PTTL),
     ];
     let (lua, _) = scripts.iter().find(|(_, s)| s.get_hash() == sha)?;
     let text = lua.lines().nth(line.checked_sub(1)?)?;
@@ -136,7 +152,7 @@ pub(crate) fn script_command(sha: &str, line: usize) -> Option<String> {
     Some(name.to_ascii_lowercase())
 }
 
-const SCRIPT_COUNT: usize = 8;
+const SCRIPT_COUNT: usize = 9;
 
 /// The pub/sub channel on which releases of `key` are announced.
 pub(crate) fn release_channel(key: &str) -> String {
@@ -303,6 +319,23 @@ pub(crate) fn protocol_error(what: &str) -> BackendError {
     )))
 }
 
+/// Reads the reply of an acquire script: see [`ACQUIRE_FENCED`] and [`ACQUIRE_OR_PTTL`].
+fn acquire_reply(reply: &[Value]) -> BackendResult<Acquired> {
+    match reply {
+        [Value::Int(1)] => Ok(Acquired::Yes { fence: None }),
+        [Value::Int(1), fence] => Ok(Acquired::Yes {
+            fence: int(fence).map(|f| f.max(0) as u64),
+        }),
+        [Value::Int(0), Value::Int(pttl)] => Ok(busy(*pttl)),
+        [Value::Int(-1), found] => Err(BackendError::WrongType(match found {
+            Value::SimpleString(s) => s.clone(),
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            other => format!("{other:?}"),
+        })),
+        other => Err(protocol_error(&format!("{other:?}"))),
+    }
+}
+
 impl RedisBackend {
     /// Loads every script into the server's cache now, concurrently (one round trip on the
     /// multiplexed connection). Otherwise the first use of each script on a connection costs
@@ -310,8 +343,9 @@ impl RedisBackend {
     /// lock could then miss its deadline. Best effort: a server that refuses (an ACL user
     /// without SCRIPT) still gets each script by EVAL on first use.
     pub(crate) async fn preload_scripts(&self) {
-        let scripts: [&Script; 7] = [
+        let scripts: [&Script; 8] = [
             &ACQUIRE_FENCED,
+            &ACQUIRE_OR_PTTL,
             &ACQUIRE_READING_FENCE,
             &RAISE_FENCE,
             &RELEASE,
@@ -381,15 +415,27 @@ impl Backend for RedisBackend {
             };
             let ttl_ms = millis(args.ttl);
             let Some(fence_key) = args.fence_key else {
-                let (taken, pttl): (Option<String>, i64) = redis::pipe()
-                    .cmd("SET")
+                if args.holder_ttl == HolderTtl::Within {
+                    let reply: Vec<Value> = ACQUIRE_OR_PTTL
+                        .key(args.key)
+                        .arg(args.token)
+                        .arg(ttl_ms)
+                        .invoke_async(&mut conn)
+                        .await?;
+                    let acquired = acquire_reply(&reply)?;
+                    if matches!(acquired, Acquired::Yes { .. }) {
+                        self.confirm_replicated(&mut conn, args.key, args.token)
+                            .await?;
+                    }
+                    return Ok(acquired);
+                }
+                // The uncontended path: one plain `SET`, nothing else for the server to run.
+                let taken: Option<String> = redis::cmd("SET")
                     .arg(args.key)
                     .arg(args.token)
                     .arg("NX")
                     .arg("PX")
                     .arg(ttl_ms)
-                    .cmd("PTTL")
-                    .arg(args.key)
                     .query_async(&mut conn)
                     .await?;
                 if taken.is_some() {
@@ -397,6 +443,13 @@ impl Backend for RedisBackend {
                         .await?;
                     return Ok(Acquired::Yes { fence: None });
                 }
+                if args.holder_ttl == HolderTtl::Skip {
+                    return Ok(Acquired::Busy { holder_ttl: None });
+                }
+                let pttl: i64 = redis::cmd("PTTL")
+                    .arg(args.key)
+                    .query_async(&mut conn)
+                    .await?;
                 if pttl == -1 {
                     // No expiry: a lock never looks like that, so see what is there. Off the
                     // hot path: only a key set by something else gets here.
@@ -421,22 +474,12 @@ impl Backend for RedisBackend {
                 .arg(ttl_ms)
                 .invoke_async(&mut conn)
                 .await?;
-            match reply.as_slice() {
-                [Value::Int(1), fence] => {
-                    self.confirm_replicated(&mut conn, args.key, args.token)
-                        .await?;
-                    Ok(Acquired::Yes {
-                        fence: int(fence).map(|f| f.max(0) as u64),
-                    })
-                }
-                [Value::Int(0), Value::Int(pttl)] => Ok(busy(*pttl)),
-                [Value::Int(-1), found] => Err(BackendError::WrongType(match found {
-                    Value::SimpleString(s) => s.clone(),
-                    Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                    other => format!("{other:?}"),
-                })),
-                other => Err(protocol_error(&format!("{other:?}"))),
+            let acquired = acquire_reply(&reply)?;
+            if matches!(acquired, Acquired::Yes { .. }) {
+                self.confirm_replicated(&mut conn, args.key, args.token)
+                    .await?;
             }
+            Ok(acquired)
         })
     }
 
@@ -513,15 +556,29 @@ impl Backend for RedisBackend {
                 (Arc::clone(&sub.hub), sub.control.clone())
             };
             // Watch first, then subscribe: the caller's next acquire attempt comes after the
-            // subscription is confirmed, so no release can slip between the two.
-            let watch = hub.watch(key);
-            let (done, confirmed) = oneshot::channel();
-            control
-                .send(Control::Subscribe(key.to_owned(), done))
-                .map_err(|_| subscriber_gone())?;
-            confirmed.await.map_err(|_| subscriber_gone())??;
+            // subscription is confirmed, so no release can slip between the two. A channel
+            // already confirmed for another waiter of this key (and not left since) needs no
+            // second SUBSCRIBE.
+            let (watch, subscribed) = hub.watch_confirmed(key);
+            if !subscribed {
+                let (done, confirmed) = oneshot::channel();
+                control
+                    .send(Control::Subscribe(key.to_owned(), done))
+                    .map_err(|_| subscriber_gone())?;
+                confirmed.await.map_err(|_| subscriber_gone())??;
+                hub.confirm(key);
+            }
             Ok(watch)
         })
+    }
+
+    fn watch_if_queued(&self, key: &str) -> Option<ReleaseWatch> {
+        let slot = self.subscriber.try_lock().ok()?;
+        let sub = slot.as_ref()?;
+        if sub.task.is_finished() {
+            return None;
+        }
+        sub.hub.watch_if_queued(key)
     }
 
     fn op_timeout(&self) -> Duration {
@@ -541,6 +598,9 @@ fn subscriber_gone() -> BackendError {
 enum Control {
     Subscribe(String, oneshot::Sender<BackendResult<()>>),
     Unsubscribe(String),
+    /// Subscribe again, to hear of the key's releases after the other clients (see
+    /// [`ROTATE_EVERY`](super::wakeup::ROTATE_EVERY)).
+    Rotate(String),
 }
 
 /// One pub/sub connection per client, shared by every waiter of every key.
@@ -564,10 +624,16 @@ impl Subscriber {
         let (sink, stream) = pubsub.split();
         let (control, requests) = mpsc::unbounded_channel();
         let unsubscribe = control.clone();
-        let hub = Arc::new(ReleaseHub::with_on_idle(Box::new(move |key: &str| {
-            // The task may be gone already; then there is nothing to unsubscribe from.
-            let _ = unsubscribe.send(Control::Unsubscribe(key.to_owned()));
-        })));
+        let rotate = control.clone();
+        let hub = Arc::new(ReleaseHub::with_hooks(
+            Box::new(move |key: &str| {
+                // The task may be gone already; then there is nothing to unsubscribe from.
+                let _ = unsubscribe.send(Control::Unsubscribe(key.to_owned()));
+            }),
+            Box::new(move |key: &str| {
+                let _ = rotate.send(Control::Rotate(key.to_owned()));
+            }),
+        ));
         let task = tokio::spawn(Subscriber::run(
             Arc::clone(&hub),
             sink,
@@ -621,6 +687,26 @@ impl Subscriber {
                             break "a SUBSCRIBE failed or timed out";
                         }
                         keepalive.reset();
+                    }
+                    Some(Control::Rotate(key)) => {
+                        if hub.is_watched(&key) {
+                            // Both go out together, so the server runs them back to back.
+                            // This client holds the lock now (a waiter of it just took it),
+                            // so the only release that could fall between the two is its
+                            // own, sent later on the other connection.
+                            let channel = release_channel(&key);
+                            let mut again = sink.clone();
+                            let both = futures_util::future::join(
+                                sink.unsubscribe(&channel),
+                                again.subscribe(&channel),
+                            );
+                            if !matches!(
+                                tokio::time::timeout(op_timeout, both).await,
+                                Ok((Ok(()), Ok(())))
+                            ) {
+                                break "a re-SUBSCRIBE failed or timed out";
+                            }
+                        }
                     }
                     Some(Control::Unsubscribe(key)) => {
                         if !hub.is_watched(&key) {
