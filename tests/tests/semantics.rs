@@ -733,13 +733,23 @@ async fn close_releases_every_held_lock_and_refuses_new_ones(fx: Fixture) {
     // A guard alive, a guard on a namespace, and work running under a lock.
     let guard = client.lock("a").acquire().await.unwrap();
     let other = ns.lock("b").acquire().await.unwrap();
+    let (started_tx, started) = tokio::sync::oneshot::channel();
     let running = tokio::spawn({
         let client = client.clone();
-        async move { client.lock("c").run(std::future::pending::<()>()).await }
+        async move {
+            let work = async {
+                let _ = started_tx.send(());
+                std::future::pending::<()>().await
+            };
+            client.lock("c").run(work).await
+        }
     });
-    common::eventually(Duration::from_secs(2), || fx.is_locked("c"))
+    // The work itself says it started: the key can be on the server before `run` has
+    // handed out its guard.
+    tokio::time::timeout(Duration::from_secs(5), started)
         .await
-        .expect("the work started");
+        .expect("the work started")
+        .unwrap();
     client.close().await.unwrap();
     assert!(!guard.is_held().await.unwrap() && !other.is_held().await.unwrap());
     if fx.is_redis() {
