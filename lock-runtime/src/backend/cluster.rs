@@ -29,8 +29,8 @@ use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::redis::{
-    ACQUIRE_FENCED, RELEASE_SHARDED, RENEW, TTL_IF_HELD, busy, int, key_of_sharded_channel, millis,
-    protocol_error, sharded_release_channel,
+    ACQUIRE_FENCED, RELEASE_SHARDED, RENEW, busy, int, is_held_on, key_of_sharded_channel, millis,
+    protocol_error, sharded_release_channel, ttl_if_held_on,
 };
 use super::wakeup::{ReleaseHub, ReleaseWatch};
 use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed};
@@ -411,27 +411,11 @@ impl Backend for ClusterBackend {
         key: &'a str,
         token: &'a str,
     ) -> BoxFuture<'a, BackendResult<Option<Duration>>> {
-        Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let pttl: i64 = TTL_IF_HELD
-                .key(key)
-                .arg(token)
-                .invoke_async(&mut conn)
-                .await?;
-            Ok(match pttl {
-                -1 => Some(Duration::MAX),
-                ms if ms >= 0 => Some(Duration::from_millis(ms as u64)),
-                _ => None,
-            })
-        })
+        Box::pin(ttl_if_held_on(self.conn.clone(), key, token))
     }
 
     fn is_held<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
-        Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
-            Ok(value.as_deref() == Some(token.as_bytes()))
-        })
+        Box::pin(is_held_on(self.conn.clone(), key, token))
     }
 
     fn watch_releases<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<ReleaseWatch>> {

@@ -183,6 +183,36 @@ const TTL_IF_HELD_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PTTL', KEYS[1]) end
 return -3
 ";
+/// [`Backend::ttl_if_held`] on any connection (one server's or a cluster's).
+pub(crate) async fn ttl_if_held_on<C>(
+    mut conn: C,
+    key: &str,
+    token: &str,
+) -> BackendResult<Option<Duration>>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let pttl: i64 = TTL_IF_HELD
+        .key(key)
+        .arg(token)
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(match pttl {
+        -1 => Some(Duration::MAX),
+        ms if ms >= 0 => Some(Duration::from_millis(ms as u64)),
+        _ => None,
+    })
+}
+
+/// [`Backend::is_held`] on any connection.
+pub(crate) async fn is_held_on<C>(mut conn: C, key: &str, token: &str) -> BackendResult<bool>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+    Ok(value.as_deref() == Some(token.as_bytes()))
+}
+
 pub(crate) static TTL_IF_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(TTL_IF_HELD_LUA));
 
 /// Replica acknowledgement after each acquire (`WAIT`), on a connection of its own.
@@ -519,27 +549,11 @@ impl Backend for RedisBackend {
         key: &'a str,
         token: &'a str,
     ) -> BoxFuture<'a, BackendResult<Option<Duration>>> {
-        Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let pttl: i64 = TTL_IF_HELD
-                .key(key)
-                .arg(token)
-                .invoke_async(&mut conn)
-                .await?;
-            Ok(match pttl {
-                -1 => Some(Duration::MAX),
-                ms if ms >= 0 => Some(Duration::from_millis(ms as u64)),
-                _ => None,
-            })
-        })
+        Box::pin(ttl_if_held_on(self.conn.clone(), key, token))
     }
 
     fn is_held<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
-        Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
-            Ok(value.as_deref() == Some(token.as_bytes()))
-        })
+        Box::pin(is_held_on(self.conn.clone(), key, token))
     }
 
     fn watch_releases<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<ReleaseWatch>> {
