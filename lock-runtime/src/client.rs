@@ -43,6 +43,8 @@ pub struct LockClient {
     /// namespaces.
     pub(crate) store: Arc<Store>,
     namespace: Option<Arc<str>>,
+    /// The holder label put into this client's tokens (checked), if any.
+    holder: Option<Arc<str>>,
 }
 
 impl fmt::Debug for LockClient {
@@ -50,6 +52,7 @@ impl fmt::Debug for LockClient {
         f.debug_struct("LockClient")
             .field("store", &self.store)
             .field("namespace", &self.namespace)
+            .field("holder", &self.holder)
             .finish()
     }
 }
@@ -61,6 +64,7 @@ impl LockClient {
         LockClient {
             store: Arc::new(Store::new(backend)),
             namespace: None,
+            holder: None,
         }
     }
 
@@ -229,7 +233,34 @@ impl LockClient {
         LockClient {
             store: Arc::clone(&self.store),
             namespace,
+            holder: self.holder.clone(),
         }
+    }
+
+    /// A client on the same connection whose locks carry a holder label, as
+    /// [`ClientBuilder::holder`] sets it: for clients made without a builder
+    /// ([`in_memory`](LockClient::in_memory), [`from_connection_manager`](LockClient::from_connection_manager)).
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let client = lock_runtime::LockClient::in_memory().with_holder("billing@host-3")?;
+    /// let _guard = client.lock("invoice:42").acquire().await?;
+    /// let info = client.inspect("invoice:42").await?;
+    /// assert_eq!(info.holder.as_deref(), Some("billing@host-3"));
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn with_holder(&self, label: impl AsRef<str>) -> Result<LockClient, LockError> {
+        Ok(LockClient {
+            store: Arc::clone(&self.store),
+            namespace: self.namespace.clone(),
+            holder: Some(checked_holder(label.as_ref())?),
+        })
+    }
+
+    /// The holder label this client's locks carry, if one was set.
+    pub fn holder(&self) -> Option<&str> {
+        self.holder.as_deref()
     }
 
     /// The namespace keys are prefixed with, if any.
@@ -312,6 +343,8 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     node_timeout: Duration,
+    /// The holder label, checked at `connect`.
+    holder: Option<String>,
     /// `WAIT` for this many replicas, this long, after each acquire.
     replicas: Option<(usize, Duration)>,
     #[cfg(feature = "tls")]
@@ -368,7 +401,8 @@ impl fmt::Debug for ClientBuilder {
                 &urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
             ),
         };
-        d.field("replicas", &self.replicas);
+        d.field("replicas", &self.replicas)
+            .field("holder", &self.holder);
         d.field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .finish()
@@ -382,6 +416,7 @@ impl ClientBuilder {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(1),
             node_timeout: DEFAULT_NODE_TIMEOUT,
+            holder: None,
             replicas: None,
             #[cfg(feature = "tls")]
             tls: TlsFiles::default(),
@@ -481,11 +516,42 @@ impl ClientBuilder {
         self
     }
 
+    /// Labels every lock this client takes, so that an operator can see who holds a key
+    /// ([`LockClient::inspect`], [`LockClient::list`], and `lockctl`): for example
+    /// `"order-service@host-3"`. Off by default.
+    ///
+    /// The label goes into the stored token (`<label>;<unix ms>;<uuid>`), which stays one
+    /// string compared as a whole: no extra key, no extra command. At most
+    /// [`MAX_HOLDER_LEN`](crate::MAX_HOLDER_LEN) characters from `A-Z a-z 0-9 . _ - @ : / + =`;
+    /// anything else makes [`connect`](ClientBuilder::connect) fail with
+    /// [`LockError::InvalidConfig`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let host = "host-3"; // e.g. from the HOSTNAME environment variable
+    /// let client = lock_runtime::LockClient::builder("redis://127.0.0.1:6390/")
+    ///     .holder(format!("order-service@{host}"))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn holder(mut self, label: impl Into<String>) -> Self {
+        self.holder = Some(label.into());
+        self
+    }
+
     /// Connects now. Errors carry URLs with their passwords masked.
     ///
     /// A quorum connects to every node at once; it starts if a majority is reachable, and
     /// reaches the others when they come up.
     pub async fn connect(self) -> Result<LockClient, LockError> {
+        let holder = self.holder.as_deref().map(checked_holder).transpose()?;
+        let mut client = self.connect_target().await?;
+        client.holder = holder;
+        Ok(client)
+    }
+
+    async fn connect_target(self) -> Result<LockClient, LockError> {
         let check = |url: &str| {
             if self.connect_timeout.is_zero()
                 || self.response_timeout.is_zero()
@@ -873,4 +939,12 @@ fn ensure_crypto_provider() {
         // Losing a race to another installer is fine: some provider is then installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
+}
+
+fn checked_holder(label: &str) -> Result<Arc<str>, LockError> {
+    crate::holder::check_label(label).map_err(|reason| LockError::InvalidConfig {
+        option: "holder",
+        reason,
+    })?;
+    Ok(label.into())
 }

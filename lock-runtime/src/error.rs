@@ -147,6 +147,15 @@ pub enum LockError {
         reason: String,
     },
 
+    /// A client setting cannot be used (for example a holder label with a `;`).
+    #[error("invalid `{option}` in the lock client's settings: {reason}")]
+    InvalidConfig {
+        /// The setting: `holder`, ...
+        option: &'static str,
+        /// What is wrong with it and how to fix it.
+        reason: String,
+    },
+
     /// A nested request on a lock this task already holds asked for something the outer
     /// lock cannot give.
     #[error(
@@ -322,7 +331,10 @@ impl LockError {
             | LockError::NotReplicated { key, .. }
             | LockError::NoPermission { key, .. }
             | LockError::Backend { key, .. } => Some(key),
-            LockError::InvalidUrl { .. } | LockError::Auth { .. } | LockError::Tls { .. } => None,
+            LockError::InvalidUrl { .. }
+            | LockError::InvalidConfig { .. }
+            | LockError::Auth { .. }
+            | LockError::Tls { .. } => None,
         }
     }
 }
@@ -338,6 +350,7 @@ impl From<LockError> for std::io::Error {
             LockError::InvalidKey { .. }
             | LockError::InvalidTtl { .. }
             | LockError::InvalidOption { .. }
+            | LockError::InvalidConfig { .. }
             | LockError::InvalidUrl { .. } => ErrorKind::InvalidInput,
             LockError::Backend { source, .. } if source.is_connection_refusal() => {
                 ErrorKind::ConnectionRefused

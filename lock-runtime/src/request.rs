@@ -9,20 +9,11 @@ use tokio::time::Instant;
 use crate::backend::wakeup::{ReleaseWatch, Wake};
 use crate::backend::{AcquireArgs, Acquired, HolderTtl, bounded};
 use crate::guard::LockGuard;
+use crate::holder::new_token;
 use crate::keys::{MAX_TTL, MIN_TTL, check_ttl, fence_key, full_key};
 use crate::lease::{Holds, Lease};
 use crate::store::Store;
 use crate::{Backoff, LockClient, LockError, context};
-
-/// A fresh token for one acquisition: a version-4 UUID (122 random bits) from the thread's
-/// CSPRNG, which `rand` seeds from the OS and reseeds; this avoids a `getrandom` system call
-/// per acquire.
-fn new_token() -> String {
-    uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .hyphenated()
-        .to_string()
-}
 
 /// The default lock TTL: 30 seconds.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
@@ -241,7 +232,7 @@ impl LockRequest {
             }
             // Counted until this attempt is settled, undo included: close() waits for it.
             let in_flight = store.attempt();
-            let token = new_token();
+            let token = new_token(self.client.holder());
             let sent_at = Instant::now();
             let lease = || {
                 let holds = Holds {
@@ -559,19 +550,5 @@ impl Drop for Undo<'_> {
             );
             self.store.release_in_background(None, Arc::new(lease));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::new_token;
-
-    #[test]
-    fn tokens_are_fresh_v4_uuids() {
-        let a = uuid::Uuid::parse_str(&new_token()).unwrap();
-        let b = uuid::Uuid::parse_str(&new_token()).unwrap();
-        assert_eq!(a.get_version_num(), 4);
-        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
-        assert_ne!(a, b);
     }
 }

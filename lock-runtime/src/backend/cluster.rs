@@ -29,11 +29,15 @@ use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::redis::{
-    ACQUIRE_FENCED, RELEASE_SHARDED, RENEW, busy, int, is_held_on, key_of_sharded_channel, millis,
-    protocol_error, sharded_release_channel, ttl_if_held_on,
+    ACQUIRE_FENCED, RELEASE_SHARDED, RENEW, busy, force_release_on, inspect_on, int, is_held_on,
+    key_of_sharded_channel, millis, protocol_error, scan_cmd, scan_reply, sharded_release_channel,
+    ttl_if_held_on,
 };
 use super::wakeup::{ReleaseHub, ReleaseWatch};
-use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed};
+use super::{
+    AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed, ScanFrom, ScanPage,
+    Stored,
+};
 use crate::error::BackendError;
 use crate::keys::slot;
 
@@ -438,6 +442,66 @@ impl Backend for ClusterBackend {
                 .map_err(|_| subscriber_gone())?;
             confirmed.await.map_err(|_| subscriber_gone())??;
             Ok(watch)
+        })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        key: &'a str,
+        fence_key: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<Stored>> {
+        // The side key shares the lock key's slot, so the script goes to one node.
+        Box::pin(inspect_on(self.conn.clone(), key, fence_key))
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<Stored>> {
+        Box::pin(force_release_on(self.conn.clone(), key, true))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        from: ScanFrom,
+        pattern: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, BackendResult<ScanPage>> {
+        Box::pin(async move {
+            // Every master, in the order of the first slot each serves; `SCAN` goes to one
+            // master at a time, addressed by a slot it serves.
+            let map = self.read_slot_map().await?;
+            let mut masters: Vec<(u16, String)> = Vec::new();
+            for (lo, _, node) in map {
+                match masters.iter_mut().find(|(_, n)| *n == node) {
+                    Some(first) => first.0 = first.0.min(lo),
+                    None => masters.push((lo, node)),
+                }
+            }
+            masters.sort_unstable();
+            let Some((slot, _)) = masters.get(from.node) else {
+                return Ok(ScanPage::default());
+            };
+            let mut conn = self.conn.clone();
+            let reply = conn
+                .route_command(
+                    scan_cmd(from.cursor, pattern, count),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                        *slot,
+                        SlotAddr::Master,
+                    ))),
+                )
+                .await?;
+            let (cursor, keys) = scan_reply(reply)?;
+            let next = if cursor != 0 {
+                Some(ScanFrom {
+                    node: from.node,
+                    cursor,
+                })
+            } else {
+                (from.node + 1 < masters.len()).then_some(ScanFrom {
+                    node: from.node + 1,
+                    cursor: 0,
+                })
+            };
+            Ok(ScanPage { keys, next })
         })
     }
 

@@ -10,7 +10,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::wakeup::{ReleaseHub, ReleaseWatch};
-use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed};
+use super::{
+    AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed, ScanFrom, ScanPage,
+    Stored,
+};
+use crate::inspect::glob_match;
 
 #[derive(Debug, Default)]
 pub(crate) struct MemoryBackend {
@@ -135,6 +139,62 @@ impl Backend for MemoryBackend {
 
     fn watch_if_queued(&self, key: &str) -> Option<ReleaseWatch> {
         self.releases.watch_if_queued(key)
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        key: &'a str,
+        fence_key: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<Stored>> {
+        ready(self.with_state(|state, now| {
+            let fence = fence_key.and_then(|fk| state.fences.get(fk).copied());
+            match state.live(key, now) {
+                Some(e) => Stored {
+                    value: Some(e.token.clone()),
+                    ttl: Some(e.expires_at - now),
+                    fence,
+                },
+                None => Stored {
+                    fence,
+                    ..Stored::default()
+                },
+            }
+        }))
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<Stored>> {
+        let found = self.with_state(|state, now| {
+            state.live(key, now)?;
+            let e = state.locks.remove(key)?;
+            Some(Stored {
+                value: Some(e.token),
+                ttl: Some(e.expires_at - now),
+                fence: None,
+            })
+        });
+        if found.is_some() {
+            self.releases.notify(key);
+        }
+        ready(found.unwrap_or_default())
+    }
+
+    fn scan<'a>(
+        &'a self,
+        _from: ScanFrom,
+        pattern: &'a str,
+        _count: usize,
+    ) -> BoxFuture<'a, BackendResult<ScanPage>> {
+        // Everything in one step: the map is in memory, and a test's maps are small.
+        ready(self.with_state(|state, now| {
+            let mut keys: Vec<String> = state
+                .locks
+                .iter()
+                .filter(|(k, e)| e.expires_at > now && glob_match(pattern, k))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.sort_unstable();
+            ScanPage { keys, next: None }
+        }))
     }
 
     fn op_timeout(&self) -> Duration {

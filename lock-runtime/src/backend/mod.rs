@@ -96,6 +96,33 @@ pub(crate) struct Renewal<'a> {
     pub ttl: Duration,
 }
 
+/// What a lock key holds right now: for operators ([`LockClient::inspect`](crate::LockClient::inspect)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// The value at the key (decoded lossily), `None` when there is no key.
+    pub value: Option<String>,
+    /// Its remaining TTL; `None` when the key has no expiry, or there is no key.
+    pub ttl: Option<Duration>,
+    /// The fencing counter at the side key, if there is one.
+    pub fence: Option<u64>,
+}
+
+/// Where a listing goes on: a node of the backend (a cluster's master, a quorum's node;
+/// always 0 for one server) and a `SCAN` cursor on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ScanFrom {
+    pub node: usize,
+    pub cursor: u64,
+}
+
+/// One step of a listing: keys found (possibly none, and possibly repeated later), and where
+/// to go on, `None` at the end.
+#[derive(Debug, Default)]
+pub(crate) struct ScanPage {
+    pub keys: Vec<String>,
+    pub next: Option<ScanFrom>,
+}
+
 /// A lock store.
 ///
 /// `renew` takes a batch so that a per-client scheduler can renew many locks in one round
@@ -132,6 +159,28 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     fn watch_if_queued(&self, _key: &str) -> Option<ReleaseWatch> {
         None
     }
+
+    /// What `key` holds, its TTL, and the counter at `fence_key` (when given). A key of
+    /// another type than a string is [`BackendError::WrongType`].
+    fn inspect<'a>(
+        &'a self,
+        key: &'a str,
+        fence_key: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<Stored>>;
+
+    /// Deletes `key` whatever token it holds and announces the release to waiters, in one
+    /// atomic step; returns what it held (`value: None`: nothing was there). Refuses, with
+    /// [`BackendError::WrongType`], a key that is not a string or has no expiry: no lock
+    /// looks like that, so it is someone else's data.
+    fn force_release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<Stored>>;
+
+    /// One `SCAN` step for string keys matching the glob `pattern`, from `from`.
+    fn scan<'a>(
+        &'a self,
+        from: ScanFrom,
+        pattern: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, BackendResult<ScanPage>>;
 
     /// How long one operation may take before we give up on it (connect plus response).
     fn op_timeout(&self) -> Duration;

@@ -28,7 +28,10 @@ use tokio::time::Instant;
 
 use super::redis::RedisBackend;
 use super::wakeup::ReleaseWatch;
-use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed};
+use super::{
+    AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed, ScanFrom, ScanPage,
+    Stored,
+};
 use crate::error::BackendError;
 use crate::lease::drift;
 
@@ -183,6 +186,34 @@ impl QuorumBackend {
             .filter(|(r, g)| matches!(g, Some(Acquired::Yes { .. })) && **r == Some(true))
             .count();
         (took >= self.quorum()).then_some(next)
+    }
+}
+
+/// For the operator calls (`inspect`, `force_release`): what a quorum of nodes said.
+impl QuorumBackend {
+    /// The answers, if a majority of nodes gave one; `NoQuorum` otherwise.
+    fn enough<T>(&self, answers: Answers<T>) -> BackendResult<Vec<T>> {
+        let answers: Vec<T> = answers.into_iter().flatten().collect();
+        let needed = self.quorum();
+        if answers.len() < needed {
+            return Err(BackendError::NoQuorum {
+                answered: answers.len(),
+                needed,
+            });
+        }
+        Ok(answers)
+    }
+
+    /// The value a majority of all nodes hold, if one does.
+    fn majority_value(&self, answers: &[Stored]) -> Option<String> {
+        answers.iter().find_map(|a| {
+            let v = a.value.as_deref()?;
+            let holders = answers
+                .iter()
+                .filter(|b| b.value.as_deref() == Some(v))
+                .count();
+            (holders >= self.quorum()).then(|| v.to_owned())
+        })
     }
 }
 
@@ -386,6 +417,122 @@ impl Backend for QuorumBackend {
             .map(|node| node.watch_if_queued(key))
             .collect();
         watches.map(ReleaseWatch::merge)
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        key: &'a str,
+        fence_key: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<Stored>> {
+        Box::pin(async move {
+            let answers = self
+                .on_all_until_decided(|node| node.inspect(key, fence_key), |_| false)
+                .await;
+            let answers = self.enough(answers)?;
+            // The counter as a max-register: the highest any node has.
+            let fence = answers.iter().filter_map(|a| a.fence).max();
+            // Locked if a majority holds one value; it stays so while a majority keeps it.
+            let Some(value) = self.majority_value(&answers) else {
+                return Ok(Stored {
+                    fence,
+                    ..Stored::default()
+                });
+            };
+            let mut ttls: Vec<Duration> = answers
+                .iter()
+                .filter(|a| a.value.as_deref() == Some(value.as_str()))
+                .map(|a| a.ttl.unwrap_or(Duration::MAX))
+                .collect();
+            ttls.sort_unstable_by(|a, b| b.cmp(a));
+            let ttl = ttls
+                .get(self.quorum() - 1)
+                .copied()
+                .filter(|t| *t != Duration::MAX);
+            Ok(Stored {
+                value: Some(value),
+                ttl,
+                fence,
+            })
+        })
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<Stored>> {
+        Box::pin(async move {
+            // Every node deletes what it has; the former holder is what most nodes held.
+            let answers = self
+                .on_all_until_decided(|node| node.force_release(key), |_| false)
+                .await;
+            let answers = self.enough(answers)?;
+            let mut counts: Vec<(&str, usize, Option<Duration>)> = Vec::new();
+            for a in &answers {
+                let Some(v) = a.value.as_deref() else {
+                    continue;
+                };
+                match counts.iter_mut().find(|(seen, _, _)| *seen == v) {
+                    Some(entry) => {
+                        entry.1 += 1;
+                        entry.2 = entry.2.max(a.ttl);
+                    }
+                    None => counts.push((v, 1, a.ttl)),
+                }
+            }
+            Ok(counts
+                .into_iter()
+                .max_by_key(|(_, n, _)| *n)
+                .map(|(v, _, ttl)| Stored {
+                    value: Some(v.to_owned()),
+                    ttl,
+                    fence: None,
+                })
+                .unwrap_or_default())
+        })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        from: ScanFrom,
+        pattern: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, BackendResult<ScanPage>> {
+        Box::pin(async move {
+            // Node by node: a key held by a majority is on every reachable node of it, and
+            // the listing drops repeats. A node that fails is passed over, with a warning.
+            let Some(node) = self.nodes.get(from.node) else {
+                return Ok(ScanPage::default());
+            };
+            let next_node = (from.node + 1 < self.nodes.len()).then_some(ScanFrom {
+                node: from.node + 1,
+                cursor: 0,
+            });
+            let step = ScanFrom {
+                node: 0,
+                cursor: from.cursor,
+            };
+            let limit = self.op_timeout();
+            match tokio::time::timeout(limit, node.scan(step, pattern, count)).await {
+                Ok(Ok(page)) => Ok(ScanPage {
+                    keys: page.keys,
+                    next: match page.next {
+                        Some(more) => Some(ScanFrom {
+                            node: from.node,
+                            cursor: more.cursor,
+                        }),
+                        None => next_node,
+                    },
+                }),
+                failed => {
+                    let error = match failed {
+                        Ok(Err(e)) => format!("{e:?}"),
+                        _ => format!("no answer within {limit:?}"),
+                    };
+                    tracing::warn!(node = %node.url(), %error, "listing skips a quorum node that failed");
+                    Ok(ScanPage {
+                        keys: Vec::new(),
+                        next: next_node,
+                    })
+                }
+            }
+        })
     }
 
     fn op_timeout(&self) -> Duration {

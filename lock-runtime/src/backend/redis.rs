@@ -131,6 +131,168 @@ return 0
 ";
 static RELEASE_QUIETLY: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_QUIETLY_LUA));
 
+/// For operators: what KEYS[1] holds and its PTTL, and the fencing counter at KEYS[2] when
+/// given. Replies `{1, value, pttl, fence}`, `{0, '', -2, fence}` for no key, or
+/// `{-1, type, -2, fence}` for a key of another type; `fence` is `''` when there is none.
+const INSPECT_LUA: &str = r"
+local f = ''
+if KEYS[2] then
+  local ok, v = pcall(redis.call, 'GET', KEYS[2])
+  if ok and v then f = v end
+end
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return {0, '', -2, f} end
+if t ~= 'string' then return {-1, t, -2, f} end
+return {1, redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), f}
+";
+static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(INSPECT_LUA));
+
+/// For operators: delete KEYS[1] whatever it holds, and announce it on ARGV[1] (sharded
+/// when ARGV[2] is `s`). Replies `{1, value, pttl}` when deleted, `{0, '', -2}` for no key;
+/// refuses a key of another type (`{-1, type, -2}`) or one with no expiry
+/// (`{-2, value, -1}`), which no lock is.
+const FORCE_RELEASE_LUA: &str = r"
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return {0, '', -2} end
+if t ~= 'string' then return {-1, t, -2} end
+local v = redis.call('GET', KEYS[1])
+local p = redis.call('PTTL', KEYS[1])
+if p == -1 then return {-2, v, p} end
+redis.call('DEL', KEYS[1])
+if ARGV[2] == 's' then
+  redis.call('SPUBLISH', ARGV[1], '')
+else
+  redis.call('PUBLISH', ARGV[1], '')
+end
+return {1, v, p}
+";
+static FORCE_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(FORCE_RELEASE_LUA));
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+fn pttl_of(ms: i64) -> Option<Duration> {
+    (ms >= 0).then(|| Duration::from_millis(ms as u64))
+}
+
+/// [`Backend::inspect`] on any connection (one server's or a cluster's: the fencing side
+/// key shares the lock key's slot).
+pub(crate) async fn inspect_on<C>(
+    mut conn: C,
+    key: &str,
+    fence_key: Option<&str>,
+) -> BackendResult<super::Stored>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let mut inv = INSPECT.key(key);
+    if let Some(fence_key) = fence_key {
+        inv.key(fence_key);
+    }
+    let reply: Vec<Value> = inv.invoke_async(&mut conn).await?;
+    let [status, value, pttl, fence] = reply.as_slice() else {
+        return Err(protocol_error(&format!("{reply:?}")));
+    };
+    let fence = text(fence).and_then(|f| f.parse::<u64>().ok());
+    match (int(status), int(pttl)) {
+        (Some(1), Some(pttl)) => Ok(super::Stored {
+            value: text(value),
+            ttl: pttl_of(pttl),
+            fence,
+        }),
+        (Some(0), _) => Ok(super::Stored {
+            value: None,
+            ttl: None,
+            fence,
+        }),
+        (Some(-1), _) => Err(BackendError::WrongType(
+            text(value).unwrap_or_else(|| "value of another type".into()),
+        )),
+        _ => Err(protocol_error(&format!("{reply:?}"))),
+    }
+}
+
+/// [`Backend::force_release`] on any connection; `sharded` announces with `SPUBLISH` on the
+/// key's sharded channel (Redis Cluster).
+pub(crate) async fn force_release_on<C>(
+    mut conn: C,
+    key: &str,
+    sharded: bool,
+) -> BackendResult<super::Stored>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let (channel, mode) = if sharded {
+        (sharded_release_channel(key), "s")
+    } else {
+        (release_channel(key), "p")
+    };
+    let reply: Vec<Value> = FORCE_RELEASE
+        .key(key)
+        .arg(channel)
+        .arg(mode)
+        .invoke_async(&mut conn)
+        .await?;
+    let [status, value, pttl] = reply.as_slice() else {
+        return Err(protocol_error(&format!("{reply:?}")));
+    };
+    match int(status) {
+        Some(1) => Ok(super::Stored {
+            value: text(value),
+            ttl: int(pttl).and_then(pttl_of),
+            fence: None,
+        }),
+        Some(0) => Ok(super::Stored::default()),
+        Some(-1) => Err(BackendError::WrongType(
+            text(value).unwrap_or_else(|| "value of another type".into()),
+        )),
+        Some(-2) => Err(BackendError::WrongType("string with no expiry".into())),
+        _ => Err(protocol_error(&format!("{reply:?}"))),
+    }
+}
+
+/// The `SCAN` command for one listing step: string keys matching `pattern`.
+pub(crate) fn scan_cmd(cursor: u64, pattern: &str, count: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(count)
+        .arg("TYPE")
+        .arg("string");
+    cmd
+}
+
+/// Reads a `SCAN` reply: the next cursor (0 at the end) and the keys (keys that are not
+/// UTF-8 cannot be named by a lock, and are skipped).
+pub(crate) fn scan_reply(reply: Value) -> BackendResult<(u64, Vec<String>)> {
+    let Value::Array(parts) = reply else {
+        return Err(protocol_error(&format!("SCAN reply {reply:?}")));
+    };
+    let [cursor, Value::Array(keys)] = parts.as_slice() else {
+        return Err(protocol_error(&format!("SCAN reply {parts:?}")));
+    };
+    let cursor = text(cursor)
+        .and_then(|c| c.parse::<u64>().ok())
+        .ok_or_else(|| protocol_error(&format!("SCAN cursor {cursor:?}")))?;
+    let keys = keys
+        .iter()
+        .filter_map(|k| match k {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok((cursor, keys))
+}
+
 /// The command that line `line` of the script with hash `sha` calls, if it is one of ours:
 /// Redis 7.0 reports an ACL refusal inside a script by script and line only.
 pub(crate) fn script_command(sha: &str, line: usize) -> Option<String> {
@@ -144,6 +306,8 @@ pub(crate) fn script_command(sha: &str, line: usize) -> Option<String> {
         (TTL_IF_HELD_LUA, &*TTL_IF_HELD),
         (RELEASE_SHARDED_LUA, &*RELEASE_SHARDED),
         (ACQUIRE_OR_PTTL_LUA, &*ACQUIRE_OR_PTTL),
+        (INSPECT_LUA, &*INSPECT),
+        (FORCE_RELEASE_LUA, &*FORCE_RELEASE),
     ];
     let (lua, _) = scripts.iter().find(|(_, s)| s.get_hash() == sha)?;
     let text = lua.lines().nth(line.checked_sub(1)?)?;
@@ -152,7 +316,7 @@ pub(crate) fn script_command(sha: &str, line: usize) -> Option<String> {
     Some(name.to_ascii_lowercase())
 }
 
-const SCRIPT_COUNT: usize = 9;
+const SCRIPT_COUNT: usize = 11;
 
 /// The pub/sub channel on which releases of `key` are announced.
 pub(crate) fn release_channel(key: &str) -> String {
@@ -260,7 +424,6 @@ impl RedisBackend {
     }
 
     /// The server's URL (password masked), or `host:port` for a discovered primary.
-    #[cfg_attr(not(feature = "sentinel"), allow(dead_code))]
     pub(crate) fn url(&self) -> &str {
         &self.redacted_url
     }
@@ -593,6 +756,37 @@ impl Backend for RedisBackend {
             return None;
         }
         sub.hub.watch_if_queued(key)
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        key: &'a str,
+        fence_key: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<super::Stored>> {
+        Box::pin(inspect_on(self.conn.clone(), key, fence_key))
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<super::Stored>> {
+        Box::pin(force_release_on(self.conn.clone(), key, false))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        from: super::ScanFrom,
+        pattern: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, BackendResult<super::ScanPage>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let reply: Value = scan_cmd(from.cursor, pattern, count)
+                .query_async(&mut conn)
+                .await?;
+            let (cursor, keys) = scan_reply(reply)?;
+            Ok(super::ScanPage {
+                keys,
+                next: (cursor != 0).then_some(super::ScanFrom { node: 0, cursor }),
+            })
+        })
     }
 
     fn op_timeout(&self) -> Duration {

@@ -23,7 +23,10 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::redis::RedisBackend;
 use super::wakeup::ReleaseWatch;
-use super::{AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed};
+use super::{
+    AcquireArgs, Acquired, Backend, BackendResult, BoxFuture, Renewal, Renewed, ScanFrom, ScanPage,
+    Stored,
+};
 use crate::client::ClientBuilder;
 use crate::error::BackendError;
 
@@ -260,6 +263,42 @@ impl Backend for SentinelBackend {
         Box::pin(async move {
             let node = self.primary().await;
             let result = node.watch_releases(key).await;
+            self.after(&node, &result).await;
+            result
+        })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        key: &'a str,
+        fence_key: Option<&'a str>,
+    ) -> BoxFuture<'a, BackendResult<Stored>> {
+        Box::pin(async move {
+            let node = self.primary().await;
+            let result = node.inspect(key, fence_key).await;
+            self.after(&node, &result).await;
+            result
+        })
+    }
+
+    fn force_release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, BackendResult<Stored>> {
+        Box::pin(async move {
+            let node = self.primary().await;
+            let result = node.force_release(key).await;
+            self.after(&node, &result).await;
+            result
+        })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        from: ScanFrom,
+        pattern: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, BackendResult<ScanPage>> {
+        Box::pin(async move {
+            let node = self.primary().await;
+            let result = node.scan(from, pattern, count).await;
             self.after(&node, &result).await;
             result
         })
