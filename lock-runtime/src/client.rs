@@ -143,6 +143,7 @@ impl LockClient {
     ///
     /// Needs the `sentinel` feature.
     #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
     pub fn sentinel<I, S>(service: impl Into<String>, sentinels: I) -> ClientBuilder
     where
         I: IntoIterator<Item = S>,
@@ -176,6 +177,7 @@ impl LockClient {
     /// [`wait_for_replicas`](ClientBuilder::wait_for_replicas) is not supported on a
     /// cluster yet: `connect` refuses it. Needs the `cluster` feature.
     #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn cluster<I, S>(nodes: I) -> ClientBuilder
     where
         I: IntoIterator<Item = S>,
@@ -461,6 +463,7 @@ impl ClientBuilder {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_root_ca_pem(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
         self.tls.root_ca = Some(ca_pem.into());
         self
@@ -469,6 +472,7 @@ impl ClientBuilder {
     /// Presents this client certificate chain and private key (PEM) to `rediss://` servers
     /// that require mutual TLS (`tls-auth-clients yes`).
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_client_cert_pem(
         mut self,
         cert_pem: impl Into<Vec<u8>>,
