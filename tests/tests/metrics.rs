@@ -302,6 +302,27 @@ fn a_lock_whose_key_is_deleted_is_counted_lost_taken() {
 }
 
 #[test]
+fn a_lock_ended_by_its_max_hold_is_counted_lost_max_hold() {
+    let Some(server) = server() else { return };
+    with_recorder(|mut seen| async move {
+        let client = connect(&server).await;
+        let ns = NO_NAMESPACE;
+        let work = client
+            .lock("export")
+            .ttl(Duration::from_secs(1))
+            .max_hold(Duration::from_millis(300))
+            .run(std::future::pending::<()>());
+        match within("the max_hold", work).await {
+            Err(LockError::Lost { reason, .. }) => assert_eq!(reason, LostReason::MaxHold),
+            other => panic!("expected Lost, got {other:?}"),
+        }
+        assert_eq!(seen.lost(ns, "max_hold"), 1);
+        assert_eq!(seen.gauge(HELD, ns), 0.0);
+        client.close().await.unwrap();
+    });
+}
+
+#[test]
 fn renewals_that_time_out_are_counted_and_the_loss_is_expired() {
     let Some(mut server) = server() else { return };
     with_recorder(|mut seen| async move {
