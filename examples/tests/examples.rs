@@ -108,6 +108,12 @@ impl Run {
             .unwrap_or_else(|| self.fail(&format!("{prefix:?} is followed by {value:?}")))
     }
 
+    /// The sum of a metric's samples (every label set) in Prometheus text lines, here or in
+    /// a scrape; `None` if the metric has no line.
+    fn metric(&self, name: &str) -> Option<f64> {
+        metric_in(&self.stdout, name)
+    }
+
     fn has_line(&self, start: &str) -> bool {
         self.stdout.lines().any(|l| l.starts_with(start))
     }
@@ -234,6 +240,26 @@ fn quickstart_settles_each_order_once_in_memory() {
 
 // ---- order_service ----
 
+/// The sum of metric `name`'s samples (every label set) in the Prometheus text `text`,
+/// indented or not; `None` if it has no sample line.
+fn metric_in(text: &str, name: &str) -> Option<f64> {
+    let samples: Vec<f64> = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .map(|l| {
+            let value = l.rsplit(' ').next().unwrap_or_default();
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("not a sample line: {l:?}"))
+        })
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
+}
+
 fn check_order_service(backend: Backend) {
     let (requests, orders) = (300, 15);
     let run = exec(
@@ -294,6 +320,42 @@ fn check_order_service(backend: Backend) {
     run.check(
         run.has_line("replicas closed:       every lock released (LockClient::close)"),
         "the replicas shut down through close()",
+    );
+    // The lock metrics it scraped from its own GET /metrics after the run, which must tell
+    // the same story as the HTTP answers.
+    run.check(
+        run.has_line("lock metrics from GET http://127.0.0.1:"),
+        "the metrics scrape is printed",
+    );
+    let metric = |name: &str| {
+        run.metric(name)
+            .unwrap_or_else(|| run.fail(&format!("no {name} in the scrape")))
+    };
+    let acquired = settled + already;
+    run.check(
+        metric("distributed_lock_acquire_attempts_total") == requests as f64,
+        "one acquire attempt per request",
+    );
+    run.check(
+        metric("distributed_lock_acquired_total") == acquired as f64,
+        "a lock acquired for each 201 and 200",
+    );
+    run.check(
+        metric("distributed_lock_busy_total") == busy as f64,
+        "a busy count for each 409",
+    );
+    run.check(
+        metric("distributed_lock_wait_seconds_count") == acquired as f64
+            && metric("distributed_lock_hold_seconds_count") == acquired as f64,
+        "a wait and a hold sample per acquisition",
+    );
+    run.check(
+        metric("distributed_lock_held") == 0.0,
+        "no lock held after close()",
+    );
+    run.check(
+        run.metric("distributed_lock_lost_total").is_none(),
+        "no lock lost",
     );
 }
 
@@ -467,6 +529,47 @@ fn order_service_processes_started_separately_share_the_lock() {
         assert_eq!(status, 200, "{body}");
         assert!(body.contains(r#""settlements":1"#), "{body}");
     }
+}
+
+/// A `--port` replica serves its lock metrics at `GET /metrics`, for Prometheus to scrape.
+#[test]
+fn order_service_serves_lock_metrics_for_prometheus() {
+    if !have_redis() {
+        return;
+    }
+    let server = RedisServer::start().unwrap();
+    let service = ServiceProcess::start(&server, "proc-metrics");
+    let (status, body) = http(&service.addr, "POST", "/orders/5/settle");
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = http(&service.addr, "POST", "/orders/5/settle");
+    assert_eq!(status, 200, "{body}");
+    let (status, scrape) = http(&service.addr, "GET", "/metrics");
+    assert_eq!(status, 200, "{scrape}");
+    let ns = r#"{namespace="lock-examples:order_service"}"#;
+    for line in [
+        "# TYPE distributed_lock_acquired_total counter".to_owned(),
+        "# TYPE distributed_lock_held gauge".to_owned(),
+        "# TYPE distributed_lock_wait_seconds histogram".to_owned(),
+        "# HELP distributed_lock_acquired_total Locks taken.".to_owned(),
+        format!("distributed_lock_acquire_attempts_total{ns} 2"),
+        format!("distributed_lock_acquired_total{ns} 2"),
+        format!("distributed_lock_held{ns} 0"),
+        format!("distributed_lock_wait_seconds_count{ns} 2"),
+        format!("distributed_lock_hold_seconds_count{ns} 2"),
+    ] {
+        assert!(
+            scrape.lines().any(|l| l == line),
+            "no line {line:?} in the scrape:\n{scrape}"
+        );
+    }
+    assert!(
+        scrape.contains(r#"distributed_lock_wait_seconds_bucket{namespace="lock-examples:order_service",le="+Inf"} 2"#),
+        "histograms have buckets:\n{scrape}"
+    );
+    let hold = metric_in(&scrape, "distributed_lock_hold_seconds_sum").unwrap();
+    // Each settlement holds the lock for its 20 ms charge, at least; the 200 for less.
+    assert!((0.02..60.0).contains(&hold), "hold time sum {hold}");
+    assert_eq!(metric_in(&scrape, "distributed_lock_busy_total"), None);
 }
 
 #[test]

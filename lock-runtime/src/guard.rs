@@ -266,6 +266,7 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        crate::metrics::released(&self.lease.held);
         self.stop_watchdog();
         if !self.armed {
             return;

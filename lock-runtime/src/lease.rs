@@ -89,6 +89,8 @@ pub(crate) struct Lease {
     /// Cancelled when the lease is lost or given back: the owned signal of
     /// [`LockGuard::lost_token`](crate::LockGuard::lost_token).
     cancel: CancellationToken,
+    /// Whether it counts in the metrics as held (nothing without the `metrics` feature).
+    pub(crate) held: crate::metrics::Held,
 }
 
 impl fmt::Debug for Lease {
@@ -121,6 +123,7 @@ impl Lease {
             target_ttl_ms: AtomicU64::new(ttl.as_millis() as u64),
             lost: watch::Sender::new(None),
             cancel: CancellationToken::new(),
+            held: Default::default(),
         }
     }
 
@@ -196,6 +199,7 @@ impl Lease {
             }
         });
         if newly {
+            crate::metrics::lost(&self.held, reason);
             self.cancel.cancel();
             match reason {
                 LostReason::Closed => tracing::debug!(key = %self.key, %reason, "lock given up"),
@@ -215,6 +219,7 @@ impl Lease {
 
     /// Marks the lease as given back: its loss signal fires, but it is not "lost".
     pub(crate) fn ended(&self) {
+        crate::metrics::released(&self.held);
         self.cancel.cancel();
     }
 

@@ -100,6 +100,11 @@ mod holder;
 mod inspect;
 mod keys;
 mod lease;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod redact;
 mod renewer;
 mod request;

@@ -568,6 +568,7 @@ impl Scheduler {
                     continue;
                 }
                 Err(error) => {
+                    crate::metrics::renewal_failed(&p.lease.held);
                     entry.retry_at = Some(now + retry_interval(p.ttl));
                     // An extend reports the failure; the watchdog keeps retrying.
                     let error = error.clone();

@@ -199,6 +199,7 @@ impl LockRequest {
         let ttl = self.max_hold.map_or(self.ttl, |max| self.ttl.min(max));
         let op_timeout = backend.op_timeout();
         let started = Instant::now();
+        let mut stats = crate::metrics::Acquire::start(self.client.namespace(), started);
         let give_up_at = started.checked_add(self.wait);
         let remaining = || {
             give_up_at.map_or(Duration::MAX, |at| {
@@ -218,7 +219,7 @@ impl LockRequest {
             let delay = self.backoff.delay(u32::MAX).min(remaining());
             let stale = tokio::select! {
                 () = tokio::time::sleep(delay) => false,
-                wake = watch.released() => wake == Wake::Stale,
+                wake = watch.released() => stats.woke(wake) == Wake::Stale,
             };
             if !stale {
                 releases = Some(watch);
@@ -279,6 +280,7 @@ impl LockRequest {
             if let Some(watch) = releases.as_mut() {
                 watch.consume();
             }
+            stats.round_trip();
             let outcome = bounded(&*backend, &key, "acquire", backend.acquire(args)).await;
             // The attempt has its answer: a wake given up from now on is passed on only if
             // it came in since.
@@ -294,7 +296,7 @@ impl LockRequest {
                     if let Some(mut watch) = releases.take() {
                         watch.won();
                     }
-                    let guard = LockGuard::start(&store, lease(), fence, self.renew);
+                    let guard = LockGuard::start(&store, stats.hold(lease()), fence, self.renew);
                     if store.is_closed() {
                         // close() ran while this attempt was in flight: give it back now,
                         // while close() still waits for this attempt.
@@ -337,6 +339,7 @@ impl LockRequest {
             let remaining = remaining();
             if remaining.is_zero() {
                 tracing::debug!(key, attempts = attempt + 1, "lock busy");
+                stats.busy();
                 return Err(LockError::Busy { key, holder_ttl });
             }
             attempt = attempt.saturating_add(1);
@@ -392,7 +395,7 @@ impl LockRequest {
                 Some(watch) => {
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        wake = watch.released() => if wake == Wake::Stale {
+                        wake = watch.released() => if stats.woke(wake) == Wake::Stale {
                             // The subscriber connection died: subscribe again (on a new one)
                             // after the next attempt.
                             releases = None;

@@ -12,14 +12,18 @@
 //! | `409 Conflict` | `LockError::Busy`: another request holds the order's lock | `{"error":"busy","key":"…:order:7",…}` |
 //! | `503 Service Unavailable` | `LockError::Lost`: the lock was lost mid-settlement | `{"error":"lost","key":…}` |
 //!
-//! `GET /orders/{id}` shows who settled an order and how many times.
+//! `GET /orders/{id}` shows who settled an order and how many times. `GET /metrics` serves
+//! the lock metrics (lock-runtime's `metrics` feature) in the Prometheus text format:
+//! attempts, acquisitions, busy answers, losses, renewal failures, wait/hold/hand-off
+//! histograms and the locks held now, labelled by namespace (see `lock_runtime::metrics`).
 //!
 //! With no arguments it starts TWO replicas on two ports, each with its own connections to
 //! one lock server, fires several hundred concurrent settle requests at them through a real
 //! HTTP client (every order gets requests on both replicas), then reads the settlements back
 //! from the shared state (Redis, when there is Redis) and checks that no order was settled
 //! twice. It reports the requests, the 201/200/409/503 counts and the p50/p99 latency, and
-//! exits non-zero on a double (or missing) settlement.
+//! exits non-zero on a double (or missing) settlement. Last, it prints the lock metrics
+//! it scraped from `GET /metrics` (one recorder per process, so both replicas' locks).
 //!
 //! Run it:
 //!
@@ -35,6 +39,7 @@
 //! REDIS_URL=redis://127.0.0.1:6379/ cargo run -p lock-examples --bin order_service -- --port 3000
 //! REDIS_URL=redis://127.0.0.1:6379/ cargo run -p lock-examples --bin order_service -- --port 3001
 //! curl -i -X POST http://127.0.0.1:3000/orders/7/settle
+//! curl http://127.0.0.1:3000/metrics
 //! ```
 
 use std::net::SocketAddr;
@@ -53,6 +58,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lock_examples::{Args, LockServer, ServerKind, SharedState, Stopwatch, run_id};
 use lock_runtime::{LockClient, LockError, distributed_lock};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -265,11 +271,47 @@ async fn order_handler(
     ))
 }
 
-fn router(replica: Arc<Replica>) -> Router {
+fn router(replica: Arc<Replica>, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/orders/{id}/settle", post(settle_handler))
         .route("/orders/{id}", get(order_handler))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+                    ([(header::CONTENT_TYPE, content_type)], metrics.render())
+                }
+            }),
+        )
         .with_state(replica)
+}
+
+/// Histogram buckets for the `_seconds` metrics, from half a millisecond (a hand-off on
+/// loopback) to a minute (a long wait or hold); beyond that lands in `+Inf`.
+const SECONDS_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+/// Installs the process's Prometheus recorder; its handle renders `GET /metrics`. No
+/// listener of its own: every replica's server serves the route.
+fn install_metrics() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    lock_runtime::metrics::describe();
+    // The exporter's own upkeep task comes with its HTTP listener, which we leave out: drain
+    // the histograms' raw samples here instead, so memory stays bounded under load.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 /// Makes a replica with its own lock client and state connection.
@@ -314,6 +356,13 @@ async fn main() -> ExitCode {
         }
     };
 
+    let metrics = match install_metrics() {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = LockServer::discover("order_service");
     if unlocked {
         println!(
@@ -322,8 +371,8 @@ async fn main() -> ExitCode {
         );
     }
     let result = match port {
-        Some(port) => serve_one(&server, port, name, unlocked).await,
-        None => drive(&server, requests, orders, unlocked).await,
+        Some(port) => serve_one(&server, port, name, unlocked, metrics).await,
+        None => drive(&server, requests, orders, unlocked, metrics).await,
     };
     match result {
         Ok(code) => code,
@@ -340,6 +389,7 @@ async fn serve_one(
     port: u16,
     name: Option<String>,
     unlocked: bool,
+    metrics: PrometheusHandle,
 ) -> Result<ExitCode, String> {
     // A fixed namespace, so that replicas started separately share their keys.
     let namespace = "lock-examples:order_service";
@@ -359,11 +409,11 @@ async fn serve_one(
     }
     println!(
         "{} listening on http://{addr}\n  try: curl -i -X POST http://{addr}/orders/7/settle\n       \
-         curl -i http://{addr}/orders/7\nCtrl-C stops it.",
+         curl -i http://{addr}/orders/7\n       curl http://{addr}/metrics\nCtrl-C stops it.",
         replica.name
     );
     let locks = replica.locks.clone();
-    axum::serve(listener, router(Arc::new(replica)))
+    axum::serve(listener, router(Arc::new(replica), metrics))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
@@ -386,6 +436,29 @@ async fn shutdown_signal() {
     }
 }
 
+/// `GET uri`: the body, if the answer is 200.
+async fn get_text(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    uri: &str,
+) -> Result<String, String> {
+    let request = hyper::Request::get(uri)
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    match status {
+        StatusCode::OK => Ok(body),
+        _ => Err(format!("GET {uri}: {status} {body}")),
+    }
+}
+
 /// What the load generator saw.
 #[derive(Default)]
 struct Tally {
@@ -404,6 +477,7 @@ async fn drive(
     requests: usize,
     orders: u64,
     unlocked: bool,
+    metrics: PrometheusHandle,
 ) -> Result<ExitCode, String> {
     // A fresh namespace per run, so that earlier runs against the same Redis do not count.
     let namespace = format!("lock-examples:order_service:{}", run_id());
@@ -421,7 +495,7 @@ async fn drive(
         let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
         println!("{name} listening on http://{addr}");
         replica_locks.push(replica.locks.clone());
-        let app = router(Arc::new(replica));
+        let app = router(Arc::new(replica), metrics.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         urls.push(format!("http://{addr}"));
     }
@@ -520,6 +594,18 @@ async fn drive(
             .map_err(|e| format!("close() could not release a lock: {e}"))?;
     }
     println!("replicas closed:       every lock released (LockClient::close)");
+
+    // What a Prometheus server would scrape now, through the route it would use.
+    let scrape = get_text(&client, &format!("{}/metrics", urls[0])).await?;
+    println!(
+        "\nlock metrics from GET {}/metrics (bucket lines left out):",
+        urls[0]
+    );
+    for line in scrape.lines() {
+        if line.starts_with("distributed_lock_") && !line.contains("_bucket{") {
+            println!("  {line}");
+        }
+    }
 
     // The check, on a connection of its own, from the shared state the replicas wrote.
     let checker = server.state().await.map_err(|e| e.to_string())?;
