@@ -4,7 +4,9 @@
 //! chaos-worker --name A --url redis://127.0.0.1:PORT/ --history FILE [options]
 //! ```
 //!
-//! Several comma-separated URLs make it a quorum (Redlock) client over those servers.
+//! Several comma-separated URLs make it a quorum (Redlock) client over those servers. With
+//! `--sentinel SERVICE` they are the sentinels that manage `SERVICE`; with `--cluster`, nodes
+//! of a Redis Cluster. `--replicas N,MS` turns on `wait_for_replicas(N, MS)`.
 //!
 //! Runs `--tasks` tasks that each take locks on `--keys` keys (`chaos:0`, `chaos:1`, ...) in
 //! a loop, with fencing on, and hold each for `--hold-ms` (a random time between the two
@@ -62,6 +64,12 @@ struct Args {
     response_timeout: Duration,
     lock: bool,
     close: bool,
+    /// `--sentinel SERVICE`: the URLs are sentinels managing `SERVICE`.
+    sentinel: Option<String>,
+    /// `--cluster`: the URLs are nodes of a Redis Cluster.
+    cluster: bool,
+    /// `--replicas N,MS`: `wait_for_replicas(N, MS)` on every acquire.
+    replicas: Option<(usize, Duration)>,
 }
 
 fn millis(value: &str) -> Result<Duration, String> {
@@ -86,6 +94,9 @@ fn parse_args() -> Result<Args, String> {
         response_timeout: Duration::from_secs(1),
         lock: true,
         close: false,
+        sentinel: None,
+        cluster: false,
+        replicas: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -108,6 +119,16 @@ fn parse_args() -> Result<Args, String> {
             "--response-timeout-ms" => args.response_timeout = millis(&value()?)?,
             "--no-lock" => args.lock = false,
             "--close" => args.close = true,
+            "--sentinel" => args.sentinel = Some(value()?),
+            "--cluster" => args.cluster = true,
+            "--replicas" => {
+                let v = value()?;
+                let (n, ms) = v
+                    .split_once(',')
+                    .ok_or("--replicas takes N,MS (replicas, timeout in ms)")?;
+                let n = n.parse().map_err(|_| "--replicas: N is not a number")?;
+                args.replicas = Some((n, millis(ms)?));
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -116,6 +137,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.url.is_empty() || args.history.as_os_str().is_empty() {
         return Err("--url and --history are required".into());
+    }
+    if args.sentinel.is_some() && args.cluster {
+        return Err("--sentinel and --cluster exclude each other".into());
     }
     if args.keys == 0 || args.tasks == 0 || args.hold.0 > args.hold.1 {
         return Err("--keys and --tasks must be positive, and --hold-ms MIN,MAX ordered".into());
@@ -366,11 +390,20 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Several comma-separated URLs make a quorum (Redlock) client.
-    let builder = if args.url.contains(',') {
+    // Several comma-separated URLs make a quorum (Redlock) client, unless they name the
+    // sentinels or the nodes of a cluster.
+    let builder = if let Some(service) = &args.sentinel {
+        LockClient::sentinel(service.clone(), args.url.split(','))
+    } else if args.cluster {
+        LockClient::cluster(args.url.split(','))
+    } else if args.url.contains(',') {
         LockClient::quorum(args.url.split(','))
     } else {
         LockClient::builder(args.url.clone())
+    };
+    let builder = match args.replicas {
+        Some((n, timeout)) => builder.wait_for_replicas(n, timeout),
+        None => builder,
     };
     let locks = match builder
         .connect_timeout(Duration::from_secs(1))
