@@ -466,22 +466,32 @@ fn fencing_verdict(history: &History, report: &Report) -> String {
             .find(|s| s.holder == holder)
             .and_then(|s| s.fence)
     };
-    let (mut ordered, mut inverted) = (0, 0);
+    let (mut ordered, mut equal, mut inverted) = (0, 0, 0);
     for o in &report.overlaps {
         match (fence_of(&o.first), fence_of(&o.second)) {
             (Some(first), Some(second)) if second > first => ordered += 1,
+            (Some(first), Some(second)) if second == first => equal += 1,
             (Some(_), Some(_)) => inverted += 1,
             _ => {}
         }
     }
-    if ordered + inverted == 0 {
+    if ordered + equal + inverted == 0 {
         return "no fencing tokens".to_owned();
     }
+    // The register accepts a token equal to the highest, since a holder writes its own twice.
+    let same = if equal > 0 {
+        format!(
+            "in {equal}, the same token (the counter was lost with the lock), so it accepts \
+             both holders' writes; "
+        )
+    } else {
+        String::new()
+    };
     let first = &report.overlaps[0];
     format!(
         "fencing: in {ordered} of {n} overlaps the later holder had the higher token, so the \
-         register refuses the stale holder's late writes; in {inverted}, the lower one, so it \
-         refuses the new holder's instead. First overlap: {} entered `{}` while {} was \
+         register refuses the stale holder's late writes; {same}in {inverted}, the lower one, \
+         so it refuses the new holder's instead. First overlap: {} entered `{}` while {} was \
          inside, for {}",
         first.second,
         first.key,
@@ -980,7 +990,7 @@ const FAILOVER_HOLD: (Duration, Duration) =
     (Duration::from_millis(5_000), Duration::from_millis(5_500));
 /// The time budget of one failover round: find the moment, fail over, let the sections
 /// running across it end, bring the dead server back as a replica.
-const FAILOVER_ROUND: Duration = Duration::from_secs(25);
+const FAILOVER_ROUND: Duration = Duration::from_secs(16);
 /// As many keys as tasks: a task that finishes a section often finds a free key, so that
 /// the acquisitions made while a replica is cut off are not all handovers (a handover's lost
 /// release leaves the previous holder's key on the replica, which keeps the next holder out
@@ -1255,6 +1265,17 @@ fn fence_figure(row: &mut Row, judged: bool) {
     }
 }
 
+/// How long `conclude` waits for workers that end at `ends`: until then, and 15 s more.
+fn until(ends: Instant) -> Duration {
+    ends.saturating_duration_since(Instant::now()) + Duration::from_secs(15)
+}
+
+/// Whether a round must kill now: the workers end soon, and the failover and the sections
+/// running across it need them alive.
+fn last_call(ends: Instant) -> bool {
+    Instant::now() + Duration::from_secs(12) > ends
+}
+
 /// Sleeps until the sections that were running at `killed_at` have ended.
 fn let_sections_end(killed_at: u64) {
     let until = killed_at + (FAILOVER_HOLD.1 + Duration::from_secs(1)).as_nanos() as u64;
@@ -1353,7 +1374,8 @@ fn sentinel_failover(plan: &Plan, id: &'static str, replicas: bool) -> Fallible<
     sleep(WARM_UP);
     let keys = rig_keys(&rig);
     let mut rounds = Vec::new();
-    for kind in kinds {
+    let last = kinds.len();
+    for (round, kind) in kinds.into_iter().enumerate() {
         if Instant::now() + FAILOVER_ROUND > ends {
             row.figure(format!("a {} round skipped: out of time", kind.name()));
             break;
@@ -1371,7 +1393,7 @@ fn sentinel_failover(plan: &Plan, id: &'static str, replicas: bool) -> Fallible<
             drop_replica_links(&group.primary)?;
             let since = rig.mark("replica-cut");
             cut.add(watch_cut(&rig, since, &keys, CUT_WINDOW));
-            if cut.fresh + cut.refused > 0 || attempt == CUT_ATTEMPTS {
+            if cut.fresh + cut.refused > 0 || attempt == CUT_ATTEMPTS || last_call(ends) {
                 break;
             }
             // Nothing lost yet: let the replica catch up, and try again.
@@ -1405,6 +1427,9 @@ fn sentinel_failover(plan: &Plan, id: &'static str, replicas: bool) -> Fallible<
         // From now on `primary` is the promoted server, `replica` the dead one.
         std::mem::swap(&mut group.primary, &mut group.replica);
         let_sections_end(killed_at);
+        if round + 1 == last {
+            break; // no next round to restore the group for
+        }
         // The dead primary comes back, empty, as the new primary's replica.
         group
             .replica
@@ -1421,7 +1446,7 @@ fn sentinel_failover(plan: &Plan, id: &'static str, replicas: bool) -> Fallible<
         })?;
         rig.mark("settled");
     }
-    rig.conclude(&mut row, FAILOVER_ROUND * 2, !replicas)?;
+    rig.conclude(&mut row, until(ends), !replicas)?;
     fence_figure(&mut row, replicas);
     failover_figures(&mut row, &rounds);
     Ok(row)
@@ -1471,7 +1496,8 @@ fn cluster_failover(plan: &Plan, id: &'static str, manual: bool) -> Fallible<Row
     sleep(WARM_UP);
     let keys = rig_keys(&rig);
     let mut rounds = Vec::new();
-    for kind in kinds {
+    let last = kinds.len();
+    for (round, kind) in kinds.into_iter().enumerate() {
         if Instant::now() + FAILOVER_ROUND > ends {
             row.figure("a round skipped: out of time".to_owned());
             break;
@@ -1498,7 +1524,7 @@ fn cluster_failover(plan: &Plan, id: &'static str, manual: bool) -> Fallible<Row
             drop_replica_links(&cluster.nodes[victim])?;
             let since = rig.mark("replica-cut");
             cut.add(watch_cut(&rig, since, &on_victim, CUT_WINDOW));
-            if cut.fresh + cut.refused > 0 || attempt == CUT_ATTEMPTS {
+            if cut.fresh + cut.refused > 0 || attempt == CUT_ATTEMPTS || last_call(ends) {
                 break;
             }
             // Nothing lost yet: let the replica catch up, and try again.
@@ -1539,6 +1565,9 @@ fn cluster_failover(plan: &Plan, id: &'static str, manual: bool) -> Fallible<Row
             took: Duration::from_nanos(promoted_at - killed_at),
         });
         let_sections_end(killed_at);
+        if round + 1 == last {
+            break; // no next round to restore the cluster for
+        }
         if !manual {
             // The dead master comes back, empty; the cluster makes it its heir's replica.
             cluster.nodes[victim]
@@ -1558,7 +1587,7 @@ fn cluster_failover(plan: &Plan, id: &'static str, manual: bool) -> Fallible<Row
             .map_err(|e| format!("cluster state: {e}"))?;
         rig.mark("settled");
     }
-    rig.conclude(&mut row, FAILOVER_ROUND * 2, !manual)?;
+    rig.conclude(&mut row, until(ends), !manual)?;
     if manual {
         let losses = row.report.as_ref().map_or(0, |r| r.losses);
         row.check(
