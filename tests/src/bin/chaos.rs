@@ -1733,7 +1733,8 @@ fn document(rows: &[Row], took: Duration) -> String {
         h1 = HOLD.1.as_millis(),
     );
     doc.push_str(&table(rows, false));
-    doc.push_str(
+    let _ = write!(
+        doc,
         "\n\"Longest handover\" runs from the moment a holder went down (the kill, the shutdown \
          order, the start of the partition) to the next holder's entry on a key it held. \
          \"Sections\" counts critical sections entered, with those that ran to their end.\n\n\
@@ -1750,7 +1751,8 @@ fn document(rows: &[Row], took: Duration) -> String {
          sentinels; a primary silent for 1 s is down) and a cluster of three masters and three \
          replicas (node timeout 1 s), the workers connected straight to them, without proxies. \
          Their TTL is 10 s and their holds 5–5.5 s, longer than a failover takes, so that locks \
-         are held across it and renewed on the new primary. After a SIGKILL the dead server is \
+         are held across it and renewed on the new primary; they lock {FAILOVER_KEYS} keys, as \
+         many as there are tasks, so that some acquisitions are of free keys. After a SIGKILL the dead server is \
          restarted, empty, as the new primary's replica before the next round.\n\
          - On loopback a plain SIGKILL loses nothing: replication is faster than the kill. The \
          \"replica behind\" rounds make a loss happen on purpose: the replica is SIGSTOPped \
