@@ -124,6 +124,7 @@ pub use guard::LockGuard;
 pub use holder::MAX_HOLDER_LEN;
 pub use inspect::{Listing, LockInfo};
 pub use keys::{MAX_TTL, MIN_TTL};
+pub use redact::redact_url;
 pub use request::{DEFAULT_TTL, LockRequest};
 
 // The README's Rust blocks compile (`cargo test --doc`). `README.md` in this crate is a

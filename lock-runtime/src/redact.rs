@@ -62,8 +62,17 @@ const REDIS_SCHEMES: [&str; 7] = [
 /// letters all over a message, and a guess is only needed where the parser found nothing.
 const MIN_GUESS_LEN: usize = 3;
 
-/// `url` with its user name, password and password-like query values masked.
-pub(crate) fn redact_url(url: &str) -> String {
+/// `url` with its user name, password and password-like query values masked: the form in
+/// which the library prints URLs (in errors, `Debug` and logs), for services that print the
+/// URLs they were configured with. The URL is read as redis-rs reads it, so what it takes
+/// as the password is what is masked; a URL it cannot parse shows no user information.
+///
+/// ```
+/// let shown = lock_runtime::redact_url("redis://app:s3cret@cache.internal:6379/0");
+/// assert!(!shown.contains("s3cret"));
+/// assert!(shown.contains("cache.internal:6379"));
+/// ```
+pub fn redact_url(url: &str) -> String {
     Redacted::new(url).shown
 }
 
