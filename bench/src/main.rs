@@ -42,14 +42,14 @@
 //! they were taken.
 
 mod alloc;
+mod figures;
 mod floor;
+mod format;
 mod measure;
 mod ours;
-mod p6;
 mod peers;
 mod plots;
 mod probe;
-mod quorum;
 mod report;
 mod stats;
 mod workload;
@@ -62,9 +62,11 @@ use std::time::{Duration, Instant};
 
 use lock_tests::RedisServer;
 
+use crate::figures::{p6, quorum};
 use crate::floor::{BenchPing, BenchSet, RedisBenchmark};
-use crate::measure::{Cycles, Rate};
+use crate::measure::{Bench, Cycles, Rate};
 use crate::ours::{AttributeVsManual, HeldLocks, HeldLocksConfig, Ours};
+use crate::peers::Lib;
 use crate::probe::{Accounting, Counters, Machine, Probe};
 use crate::workload::{Handoff, Window};
 
@@ -212,37 +214,6 @@ impl Config {
                 rounds: 2,
                 block: 30,
             },
-        }
-    }
-}
-
-/// Which lock implementation a row is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lib {
-    /// lock-runtime, with its defaults.
-    Ours,
-    /// rslock 0.10.
-    Rslock,
-    /// redlock 2.0.
-    Redlock,
-}
-
-impl Lib {
-    /// The name used in tables and plots.
-    pub fn name(self) -> &'static str {
-        match self {
-            Lib::Ours => "lock-runtime",
-            Lib::Rslock => "rslock 0.10",
-            Lib::Redlock => "redlock 2.0",
-        }
-    }
-
-    /// The short id used in results.tsv.
-    pub fn id(self) -> &'static str {
-        match self {
-            Lib::Ours => "ours",
-            Lib::Rslock => "rslock",
-            Lib::Redlock => "redlock",
         }
     }
 }
@@ -403,7 +374,7 @@ fn run(options: &Options) -> Res<()> {
         (None, false) => workspace_root(),
     };
     let started = Instant::now();
-    let date = report::utc_now();
+    let date = format::utc_now();
     let machine = Machine::detect();
     eprintln!(
         "lock-bench: {} run on {} ({} CPUs), load average {}",
@@ -422,36 +393,40 @@ fn run(options: &Options) -> Res<()> {
     }
 
     let server = RedisServer::start()?;
-    let url = server.url();
     if let Some(pid) = server.pid() {
         let _ = probe::SERVER_PID.set(pid);
     }
-    let mut probe = Probe::new(&server)?;
-    let redis_version = probe.redis_version()?;
+    let mut b = Bench {
+        probe: Probe::new(&server)?,
+        server,
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        redis_benchmark: RedisBenchmark::find(),
+    };
+    let redis_version = b.probe.redis_version()?;
     eprintln!(
         "lock-bench: redis-server {redis_version} on port {}",
-        server.port()
+        b.server.port()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let url = b.server.url();
 
     // P4 first, while the heap is fresh, so that the RSS growth it reports is not absorbed
     // by memory that earlier measurements freed.
     step("P4: held locks");
-    let p4 = ours::held_locks(&rt, &mut probe, &url, config.p4)?;
-    probe.flush()?;
+    let p4 = ours::held_locks(&b.rt, &mut b.probe, &url, config.p4)?;
+    b.probe.flush()?;
 
-    let bench = RedisBenchmark::find();
-    if bench.is_none() {
+    if b.redis_benchmark.is_none() {
         eprintln!(
             "lock-bench: redis-benchmark is not installed (apt-get install redis-tools); \
              the floor is our own PINGs and SETs only"
         );
     }
-    let cycles = measure::cycles_phase(&rt, &mut probe, &server, &config, bench.as_ref())?;
-    let rates = measure::throughput_phase(&rt, &mut probe, &server, &config, bench.as_ref())?;
-    let p3 = measure::handoff_phase(&rt, &mut probe, &server, &config)?;
+    let bench = b.redis_benchmark.clone();
+    let cycles = measure::cycles_phase(&b.rt, &mut b.probe, &b.server, &config, bench.as_ref())?;
+    let rates = measure::throughput_phase(&b.rt, &mut b.probe, &b.server, &config, bench.as_ref())?;
+    let p3 = measure::handoff_phase(&b.rt, &mut b.probe, &b.server, &config)?;
     let floor = Floor {
         ping: cycles.ping,
         bare: cycles.bare,
@@ -463,15 +438,15 @@ fn run(options: &Options) -> Res<()> {
     };
     let (p1, p2) = (cycles.p1, rates.p2);
 
-    let p6 = p6::measure(&rt, &mut probe, &url, server.port(), config.p6)?;
-    let quorum = quorum::measure(&rt, &url, config.quorum)?;
+    let p6 = p6::measure(&mut b, config.p6)?;
+    let quorum = quorum::measure(&mut b, config.quorum)?;
 
     step("P5: attribute vs manual guard");
-    let p5 = rt.block_on(async {
+    let p5 = b.rt.block_on(async {
         let ours = Ours::connect(&url).await?;
         ours::attribute_vs_manual(ours.client(), config.p5_rounds, config.p5_block).await
     })?;
-    drop(rt);
+    drop(b);
 
     let results = Results {
         config,

@@ -23,6 +23,19 @@ use crate::workload::{
 };
 use crate::{BENCH_SET_CLIENTS, Config, Lib, P1, P2, P2_KEYS, P2_TASKS, P3, Res, step};
 
+/// What every figure is measured with: the runtime, the server (started by the bench) and
+/// the probe on it, and redis-benchmark if it is installed.
+pub struct Bench {
+    /// The clients' runtime (dropped first, before the server).
+    pub rt: Runtime,
+    /// The main server.
+    pub server: RedisServer,
+    /// A side connection to it, for counters and cleanup.
+    pub probe: Probe,
+    /// `redis-benchmark`, if installed.
+    pub redis_benchmark: Option<RedisBenchmark>,
+}
+
 /// Sequential cycles of one subject, pooled over the rounds of an interleaved run.
 #[derive(Debug, Clone)]
 pub struct Cycles {
@@ -86,7 +99,93 @@ pub fn spread(values: &[f64]) -> (f64, f64) {
 
 /// One subject of an interleaved cycles run: `run(warmup, n)` does `warmup` untimed and
 /// `n` timed cycles.
-type CycleRun<'a> = Box<dyn FnMut(usize, usize) -> Res<Summary> + 'a>;
+pub type CycleRun<'a> = Box<dyn FnMut(usize, usize) -> Res<Summary> + 'a>;
+
+/// The shape of an interleaved cycles run.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocks {
+    /// Untimed cycles per subject before the rounds.
+    pub warmup: usize,
+    /// Rounds; each times one block of every subject.
+    pub rounds: usize,
+    /// Cycles per block.
+    pub block: usize,
+}
+
+/// The order of `n` subjects in round `round`: rotated by one every round, so that drift
+/// in the machine's load hits every subject alike.
+pub fn rotated(round: usize, n: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |k| (round + k) % n)
+}
+
+/// Runs `subjects` in `blocks.rounds` rounds of `blocks.block` cycles, rotating the order;
+/// `between(round)` runs once per round after the blocks. With a `probe`, the server's
+/// counters are read around every block.
+pub fn interleave_cycles(
+    subjects: &mut [CycleRun<'_>],
+    blocks: Blocks,
+    mut probe: Option<&mut Probe>,
+    mut between: impl FnMut(usize) -> Res<()>,
+) -> Res<Vec<Cycles>> {
+    let n = subjects.len();
+    let mut pooled: Vec<(Samples, Cycles)> = (0..n)
+        .map(|_| {
+            let empty = Samples::default().sorted();
+            let cycles = Cycles {
+                cycle: empty,
+                block_means: Vec::new(),
+                counters: Counters::default(),
+                accounting: Accounting::default(),
+                cpu: Cpu::default(),
+            };
+            (Samples::with_capacity(blocks.rounds * blocks.block), cycles)
+        })
+        .collect();
+    for run in subjects.iter_mut() {
+        run(blocks.warmup, 0)?;
+    }
+    for round in 0..blocks.rounds {
+        for i in rotated(round, n) {
+            if let Some(probe) = probe.as_deref_mut() {
+                probe.reset()?;
+            }
+            let cpu = Cpu::now();
+            let block = subjects[i](0, blocks.block)?;
+            let cpu = Cpu::now().since(cpu);
+            let (samples, into) = &mut pooled[i];
+            if let Some(probe) = probe.as_deref_mut() {
+                into.counters.add(&probe.counters()?);
+            }
+            for us in &block.sorted_us {
+                samples.push_us(*us);
+            }
+            into.block_means.push(block.mean);
+            into.cpu = into.cpu.plus(cpu);
+        }
+        between(round)?;
+    }
+    Ok(pooled
+        .into_iter()
+        .map(|(samples, cycles)| Cycles {
+            cycle: samples.sorted(),
+            ..cycles
+        })
+        .collect())
+}
+
+/// Counts each subject's round trips and commands in an untimed pass of `cycles` cycles.
+pub fn account_each(
+    probe: &mut Probe,
+    port: u16,
+    subjects: &mut [CycleRun<'_>],
+    measured: &mut [Cycles],
+    cycles: usize,
+) -> Res<()> {
+    for (run, into) in subjects.iter_mut().zip(measured) {
+        into.accounting = account(probe, port, cycles, || run(0, cycles).map(drop))?;
+    }
+    Ok(())
+}
 
 /// What the cycles phase measured: P1 and its floors.
 pub struct CyclesPhase {
@@ -123,14 +222,25 @@ pub fn cycles_phase(
         Box::new(|w, n| rt.block_on(uncontended(&rslock, &key(Lib::Rslock), w, n))),
         Box::new(|w, n| uncontended_sync(&redlock, &key(Lib::Redlock), w, n)),
     ];
-    let rounds = config.p1_rounds;
+    let blocks = Blocks {
+        warmup: config.p1_warmup,
+        rounds: config.p1_rounds,
+        block: config.p1_block,
+    };
     let mut bench_pings = Vec::new();
-    let mut measured = interleave_cycles(probe, server.port(), &mut subjects, config, |_round| {
+    let mut measured = interleave_cycles(&mut subjects, blocks, Some(probe), |_round| {
         if let Some(rb) = bench {
-            bench_pings.push(rb.ping(server.port(), config.bench_ping_n / rounds)?);
+            bench_pings.push(rb.ping(server.port(), config.bench_ping_n / blocks.rounds)?);
         }
         Ok(())
     })?;
+    account_each(
+        probe,
+        server.port(),
+        &mut subjects,
+        &mut measured,
+        config.accounting_cycles,
+    )?;
     probe.flush()?;
     let mut take = || measured.remove(0);
     let (ping, bare) = (take(), take());
@@ -147,63 +257,6 @@ pub fn cycles_phase(
         bench_ping: BenchPing::combine(&bench_pings),
         p1,
     })
-}
-
-/// Runs `subjects` in `config.p1_rounds` rounds of `config.p1_block` cycles, rotating the
-/// order; `between(round)` runs once per round after the blocks. Then one accounting pass
-/// per subject.
-fn interleave_cycles(
-    probe: &mut Probe,
-    port: u16,
-    subjects: &mut [CycleRun<'_>],
-    config: &Config,
-    mut between: impl FnMut(usize) -> Res<()>,
-) -> Res<Vec<Cycles>> {
-    let n = subjects.len();
-    let mut pooled: Vec<(Samples, Vec<f64>, Counters, Cpu)> = (0..n)
-        .map(|_| {
-            (
-                Samples::with_capacity(config.p1_rounds * config.p1_block),
-                Vec::new(),
-                Counters::default(),
-                Cpu::default(),
-            )
-        })
-        .collect();
-    for run in subjects.iter_mut() {
-        run(config.p1_warmup, 0)?;
-    }
-    for round in 0..config.p1_rounds {
-        for k in 0..n {
-            let i = (round + k) % n;
-            probe.reset()?;
-            let cpu = Cpu::now();
-            let block = subjects[i](0, config.p1_block)?;
-            let cpu = Cpu::now().since(cpu);
-            let counters = probe.counters()?;
-            let (samples, means, total, cpu_total) = &mut pooled[i];
-            for us in &block.sorted_us {
-                samples.push_us(*us);
-            }
-            means.push(block.mean);
-            total.add(&counters);
-            *cpu_total = cpu_total.plus(cpu);
-        }
-        between(round)?;
-    }
-    let mut out = Vec::with_capacity(n);
-    for (run, (samples, block_means, counters, cpu)) in subjects.iter_mut().zip(pooled) {
-        let cycles = config.accounting_cycles;
-        let accounting = account(probe, port, cycles, || run(0, cycles).map(drop))?;
-        out.push(Cycles {
-            cycle: samples.sorted(),
-            block_means,
-            counters,
-            accounting,
-            cpu,
-        });
-    }
-    Ok(out)
 }
 
 /// One subject of an interleaved throughput run.
@@ -293,8 +346,7 @@ pub fn throughput_phase(
     let mut bench_sets = Vec::new();
     let mut bench_counters = Counters::default();
     for round in 0..config.p2_rounds {
-        for k in 0..n {
-            let i = (round + k) % n;
+        for i in rotated(round, n) {
             probe.reset()?;
             let t = subjects[i](window)?;
             let counters = probe.counters()?;

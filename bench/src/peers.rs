@@ -15,6 +15,37 @@ use std::time::Duration;
 use crate::Res;
 use crate::workload::{AsyncLocker, SyncLocker, TTL};
 
+/// Which lock implementation a row is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lib {
+    /// lock-runtime, with its defaults.
+    Ours,
+    /// rslock 0.10.
+    Rslock,
+    /// redlock 2.0.
+    Redlock,
+}
+
+impl Lib {
+    /// The name used in tables and plots.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lib::Ours => "lock-runtime",
+            Lib::Rslock => "rslock 0.10",
+            Lib::Redlock => "redlock 2.0",
+        }
+    }
+
+    /// The short id used in results.tsv.
+    pub fn id(self) -> &'static str {
+        match self {
+            Lib::Ours => "ours",
+            Lib::Rslock => "rslock",
+            Lib::Redlock => "redlock",
+        }
+    }
+}
+
 /// rslock as an [`AsyncLocker`].
 #[derive(Clone, Debug)]
 pub struct Rslock {

@@ -76,11 +76,14 @@ impl Counters {
 
     /// Calls of top-level commands, given which share of each command was top-level.
     pub fn top_level_calls(&self, accounting: &Accounting) -> f64 {
-        self.calls
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(name, calls)| *calls as f64 * accounting.top_level_share(name))
-            .sum()
+        top_level(&self.calls, accounting)
+    }
+
+    /// Server time in the clients' top-level commands, in microseconds. A script's own
+    /// time already includes the commands it calls, which Redis also counts on their own;
+    /// `accounting` says which share of each command's calls was top-level.
+    pub fn top_level_usec(&self, accounting: &Accounting) -> f64 {
+        top_level(&self.usec, accounting)
     }
 
     /// Script calls: `EVALSHA` plus `EVAL`.
@@ -104,17 +107,13 @@ impl Counters {
     }
 }
 
-impl Counters {
-    /// Server time in the clients' top-level commands, in microseconds. A script's own
-    /// time already includes the commands it calls, which Redis also counts on their own;
-    /// `accounting` says which share of each command's calls was top-level.
-    pub fn top_level_usec(&self, accounting: &Accounting) -> f64 {
-        self.usec
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(name, usec)| *usec as f64 * accounting.top_level_share(name))
-            .sum()
-    }
+/// The sum of `values` over the clients' commands, each weighted by its top-level share.
+fn top_level(values: &BTreeMap<String, u64>, accounting: &Accounting) -> f64 {
+    values
+        .iter()
+        .filter(|(name, _)| is_client_command(name))
+        .map(|(name, v)| *v as f64 * accounting.top_level_share(name))
+        .sum()
 }
 
 /// What untimed passes of a workload cost the server: the commands `MONITOR` saw, the
@@ -160,7 +159,7 @@ impl Accounting {
     }
 
     /// Which share of the calls of `name` were top-level (1 if it was not seen at all).
-    fn top_level_share(&self, name: &str) -> f64 {
+    pub fn top_level_share(&self, name: &str) -> f64 {
         let top = self.top.get(name).copied().unwrap_or(0) as f64;
         let inner = self.inner.get(name).copied().unwrap_or(0) as f64;
         if top + inner == 0.0 {
@@ -176,7 +175,7 @@ fn per_cycle_breakdown(calls: &BTreeMap<String, u64>, cycles: usize) -> String {
         .iter()
         .map(|(name, n)| {
             let per_cycle = *n as f64 / cycles.max(1) as f64;
-            format!("{} {}", name.to_uppercase(), crate::report::sig3(per_cycle))
+            format!("{} {}", name.to_uppercase(), crate::format::sig3(per_cycle))
         })
         .collect();
     if parts.is_empty() {
@@ -291,7 +290,7 @@ fn parse_monitor_line(line: &str) -> Option<(String, String)> {
 }
 
 /// Whether a command counts as the clients': everything but the probe's `INFO` and `CONFIG`.
-fn is_client_command(name: &str) -> bool {
+pub fn is_client_command(name: &str) -> bool {
     name != "info" && !name.starts_with("config")
 }
 

@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::P3;
+use crate::figures::{Figure, Goal, ahead_goal, paired_losses, rounds_goal};
+use crate::format::{count, dur, mib, minutes, pct_of, sig3, times};
 use crate::measure::{Cycles, Rate};
 use crate::ours::{Form, HeldLocks};
 use crate::plots::{Bar, BarPanel, CdfSeries};
@@ -37,6 +38,11 @@ const P4_MAX_RSS: f64 = 1024.0;
 const P5_MAX_RATIO: f64 = 1.05;
 
 impl Results {
+    /// The figures, in the order of the report.
+    pub fn figures(&self) -> [&dyn Figure; 2] {
+        [&self.p6, &self.quorum]
+    }
+
     /// P1 of `lib`.
     pub fn p1(&self, lib: Lib) -> &Cycles {
         &self
@@ -87,32 +93,6 @@ impl Results {
     }
 }
 
-/// One goal from the issue, evaluated.
-pub struct Goal {
-    /// The goal's name in the Goals table.
-    pub name: &'static str,
-    /// What it asks for.
-    pub target: String,
-    /// What was measured.
-    pub measured: String,
-    /// Whether it was met.
-    pub pass: bool,
-    /// Shown instead of PASS/MISS when set.
-    pub status_note: Option<String>,
-    /// What bounds it, when missed (figures that describe themselves supply it).
-    pub miss: Option<String>,
-}
-
-impl Goal {
-    fn status(&self) -> String {
-        let verdict = if self.pass { "PASS" } else { "MISS" };
-        match &self.status_note {
-            Some(note) => format!("{note} ({verdict})"),
-            None => verdict.to_owned(),
-        }
-    }
-}
-
 fn goals(r: &Results) -> Vec<Goal> {
     let rtt = r.rtt();
     let p1 = r.p1(Lib::Ours).cycle.mean;
@@ -121,24 +101,7 @@ fn goals(r: &Results) -> Vec<Goal> {
     let p3 = r.p3(Lib::Ours).latency.p50;
     let p4 = &r.p4;
     let p5 = &r.p5;
-    let peers = [Lib::Rslock, Lib::Redlock];
-    let ahead = |ours: f64, theirs: &dyn Fn(Lib) -> f64, lower_is_better: bool| {
-        peers.iter().all(|&l| {
-            if lower_is_better {
-                ours < theirs(l)
-            } else {
-                ours > theirs(l)
-            }
-        })
-    };
-    let vs_peers = |unit: &dyn Fn(f64) -> String, theirs: &dyn Fn(Lib) -> f64| {
-        peers
-            .iter()
-            .map(|&l| format!("{} {}", l.name(), unit(theirs(l))))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    vec![
+    let mut goals = vec![
         Goal {
             name: "P1 uncontended acquire + release",
             target: format!("≤ {P1_MAX_RTT} × PING RTT"),
@@ -149,8 +112,7 @@ fn goals(r: &Results) -> Vec<Goal> {
                 dur(rtt)
             ),
             pass: p1 / rtt <= P1_MAX_RTT,
-            status_note: None,
-            miss: None,
+            bound: p1_miss(r),
         },
         Goal {
             name: "P2 throughput, 64 tasks, 1,000 keys",
@@ -163,16 +125,14 @@ fn goals(r: &Results) -> Vec<Goal> {
                 times(p2 / r.floor.set.throughput.per_sec)
             ),
             pass: p2 / set >= P2_MIN_SET,
-            status_note: None,
-            miss: None,
+            bound: p2_miss(r),
         },
         Goal {
             name: "P3 contended hand-off p50",
             target: format!("≤ {P3_MAX_RTT} × PING RTT"),
             measured: format!("{} (p50 {})", times(p3 / rtt), dur(p3)),
             pass: p3 / rtt <= P3_MAX_RTT,
-            status_note: None,
-            miss: None,
+            bound: p3_miss(r),
         },
         Goal {
             name: "P4 renewal round trips",
@@ -184,8 +144,15 @@ fn goals(r: &Results) -> Vec<Goal> {
                 count(p4.config.locks as f64)
             ),
             pass: p4.round_trips_per_100_per_tick() <= P4_MAX_RT_PER_100,
-            status_note: None,
-            miss: None,
+            bound: format!(
+                "**P4: {} round trips per 100 locks per tick.** The server counted {} renewal commands \
+                 per tick for {} held locks, i.e. {} locks per command; the goal needs at least 100 locks \
+                 per command.",
+                sig3(p4.round_trips_per_100_per_tick()),
+                count(p4.renewals_per_tick()),
+                count(p4.config.locks as f64),
+                sig3(p4.config.locks as f64 / p4.renewals_per_tick()),
+            ),
         },
         Goal {
             name: "P4 memory per held lock",
@@ -199,8 +166,13 @@ fn goals(r: &Results) -> Vec<Goal> {
                 count(p4.heap_per_lock().1),
             ),
             pass: p4.rss_per_lock() <= P4_MAX_RSS,
-            status_note: None,
-            miss: None,
+            bound: format!(
+                "**P4: {} B of RSS per held lock** (VmRSS growth over {} locks, so it includes allocator \
+                 slack and whatever the runtime and connection grew for them; the bench does not break it \
+                 down further).",
+                count(r.p4.rss_per_lock()),
+                count(r.p4.config.locks as f64)
+            ),
         },
         Goal {
             name: "P5 `#[distributed_lock]` / manual guard",
@@ -212,51 +184,67 @@ fn goals(r: &Results) -> Vec<Goal> {
                 dur(p5.mean(Form::Manual))
             ),
             pass: p5.ratio <= P5_MAX_RATIO,
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P1 ahead of both peers",
-            target: "lower time per cycle".to_owned(),
-            measured: format!(
-                "{} vs {}",
-                dur(p1),
-                vs_peers(&|v| dur(v), &|l| r.p1(l).cycle.mean)
+            bound: format!(
+                "**P5: attribute / manual = {:.3}.** `LockRequest::run` alone is {:.3} × manual, so {} of \
+                 the gap is in `run` (re-entry check, the current-lock scope, watching for loss while the \
+                 body runs) and the rest in what the attribute adds around it.",
+                r.p5.ratio,
+                r.p5.run_ratio,
+                pct_of(r.p5.run_ratio - 1.0, r.p5.ratio - 1.0),
             ),
-            pass: ahead(p1, &|l| r.p1(l).cycle.mean, true),
-            status_note: None,
-            miss: None,
         },
-        Goal {
-            name: "P2 ahead of both peers",
-            target: "more cycles/s".to_owned(),
-            measured: format!(
-                "{} vs {}",
-                count(p2),
-                vs_peers(&|v| count(v), &|l| r.p2(l).throughput.per_sec)
-            ),
-            pass: ahead(p2, &|l| r.p2(l).throughput.per_sec, false),
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P3 ahead of both peers",
-            target: "lower p50 hand-off".to_owned(),
-            measured: format!(
-                "{} vs {}",
-                dur(p3),
-                vs_peers(&|v| dur(v), &|l| r.p3(l).latency.p50)
-            ),
-            pass: ahead(p3, &|l| r.p3(l).latency.p50, true),
-            status_note: None,
-            miss: None,
-        },
-    ]
-    .into_iter()
-    .chain(rounds_goals(r))
-    .chain(r.p6.goals(p3))
-    .chain(r.quorum.goals())
-    .collect()
+        ahead_goal(
+            "P1 ahead of both peers",
+            "lower time per cycle",
+            p1,
+            |l| r.p1(l).cycle.mean,
+            true,
+            dur,
+            |peer| peers_miss(r, "P1", peer),
+        ),
+        ahead_goal(
+            "P2 ahead of both peers",
+            "more cycles/s",
+            p2,
+            |l| r.p2(l).throughput.per_sec,
+            false,
+            count,
+            |peer| peers_miss(r, "P2", peer),
+        ),
+        ahead_goal(
+            "P3 ahead of both peers",
+            "lower p50 hand-off",
+            p3,
+            |l| r.p3(l).latency.p50,
+            true,
+            dur,
+            |peer| peers_miss(r, "P3", peer),
+        ),
+    ];
+    let why = format!(
+        "Both send the same two round trips per cycle (see the P1 table); the rest is \
+         client and server CPU on {} shared cores, which moves from round to round.",
+        r.machine.parallelism
+    );
+    goals.push(rounds_goal(
+        "P1 rounds at least rslock's",
+        &r.p1(Lib::Ours).block_means,
+        &r.p1(Lib::Rslock).block_means,
+        true,
+        "block mean per cycle, lower is better",
+        why.clone(),
+    ));
+    goals.push(rounds_goal(
+        "P2 rounds at least rslock's",
+        &r.p2(Lib::Ours).round_rates,
+        &r.p2(Lib::Rslock).round_rates,
+        false,
+        "cycles per second, higher is better",
+        why,
+    ));
+    goals.extend(r.p6.goals(r));
+    goals.extend(r.quorum.goals(r));
+    goals
 }
 
 /// Writes the plots, results.tsv and BENCHMARKS.md under `root`; returns what it wrote.
@@ -267,7 +255,7 @@ pub fn write_all(r: &Results, root: &Path) -> Res<Vec<PathBuf>> {
     let bars = plots_dir.join(BARS_FILE);
     write_cdf(r, &cdf)?;
     write_bars(r, &bars)?;
-    let p6_plots = r.p6.plots(&plots_dir)?;
+    let p6_plots = r.p6.plots(r, &plots_dir)?;
     let tsv = root.join(RESULTS_FILE);
     fs::write(&tsv, results_tsv(r))?;
     let md = root.join("BENCHMARKS.md");
@@ -447,7 +435,7 @@ fn results_tsv(r: &Results) -> String {
     put("p5.run.mean".into(), r.p5.mean(Form::Run), "us");
     put("p5.attribute.mean".into(), r.p5.mean(Form::Attribute), "us");
     put("p5.ratio".into(), r.p5.ratio, "x");
-    for (id, value, unit) in r.p6.figures().into_iter().chain(r.quorum.figures()) {
+    for (id, value, unit) in r.p6.tsv(r).into_iter().chain(r.quorum.tsv(r)) {
         put(id, value, unit);
     }
     out
@@ -571,7 +559,7 @@ fn markdown(r: &Results) -> String {
         );
     }
     let _ = writeln!(w);
-    misses(w, r, &goals);
+    misses(w, &goals);
     notes(w, r);
 
     // Figures.
@@ -860,8 +848,8 @@ fn markdown(r: &Results) -> String {
         p5.rounds, p5.block
     );
 
-    let _ = write!(w, "{}", r.p6.section(rtt));
-    let _ = write!(w, "{}", r.quorum.section());
+    let _ = write!(w, "{}", r.p6.section(r));
+    let _ = write!(w, "{}", r.quorum.section(r));
 
     method(w, r);
     closing_note(w, r);
@@ -983,6 +971,7 @@ fn notes(w: &mut String, r: &Results) {
             count(p4.config.locks as f64)
         ));
     }
+    notes.extend(r.figures().iter().flat_map(|f| f.notes(r)));
     if notes.is_empty() {
         return;
     }
@@ -990,55 +979,6 @@ fn notes(w: &mut String, r: &Results) {
     for note in notes {
         let _ = writeln!(w, "- {note}\n");
     }
-}
-
-/// The issue's rounds goal: at least rslock's figure on P1 and P2 in at least 15 of 20
-/// interleaved rounds (scaled to the rounds run).
-fn rounds_goals(r: &Results) -> Vec<Goal> {
-    let p1_won = rounds_won(
-        &r.p1(Lib::Ours).block_means,
-        &r.p1(Lib::Rslock).block_means,
-        true,
-    );
-    let p2_won = rounds_won(
-        &r.p2(Lib::Ours).round_rates,
-        &r.p2(Lib::Rslock).round_rates,
-        false,
-    );
-    let goal = |name, (won, n): (usize, usize), what: &str| {
-        let need = (n * 3).div_ceil(4);
-        Goal {
-            name,
-            target: format!("at least rslock's figure in ≥ 15 of 20 rounds ({need} of {n})"),
-            measured: format!("{won} of {n} rounds ({what})"),
-            pass: won >= need,
-            status_note: None,
-            miss: Some(format!(
-                "**{}: at least rslock's figure in {won} of {n} interleaved rounds**, against {need} \
-                 needed. Both send the same two round trips per cycle (see the P1 table); the rest is \
-                 client and server CPU on 2 shared cores, which moves from round to round.",
-                &name[..2]
-            )),
-        }
-    };
-    vec![
-        goal(
-            "P1 rounds at least rslock's",
-            p1_won,
-            "block mean per cycle, lower is better",
-        ),
-        goal(
-            "P2 rounds at least rslock's",
-            p2_won,
-            "cycles per second, higher is better",
-        ),
-    ]
-}
-
-/// Rounds in which `ours` was at least as good as `peer`, and rounds compared.
-fn rounds_won(ours: &[f64], peer: &[f64], lower_is_better: bool) -> (usize, usize) {
-    let n = ours.len().min(peer.len());
-    (n - paired_losses(ours, peer, lower_is_better), n)
 }
 
 /// The closing note: every figure as a ratio from this run, and what changed on the hot
@@ -1098,45 +1038,11 @@ fn closing_note(w: &mut String, r: &Results) {
         count(r.p4.heap_per_lock().1)
     );
     let _ = writeln!(w, "| P5 attribute ÷ manual | - | - | {:.3} |", r.p5.ratio);
-    let p6 = r.p6.row(Lib::Ours);
-    let [a, b] = ratio(p6.handoff.p50, &|l| r.p6.row(l).handoff.p50);
-    let _ = writeln!(
-        w,
-        "| P6 hand-off p50 | {a} | {b} | {} × P3 p50 |",
-        sig3(p6.handoff.p50 / p3)
-    );
-    let [a, b] = ratio(p6.commands_per_handoff(), &|l| {
-        r.p6.row(l).commands_per_handoff()
-    });
-    let _ = writeln!(
-        w,
-        "| P6 commands per hand-off | {a} | {b} | {} per client |",
-        sig3(p6.commands_per_handoff() / r.p6.config.clients as f64)
-    );
-    let [a, b] = ratio(p6.jain(), &|l| r.p6.row(l).jain());
-    let _ = writeln!(w, "| P6 Jain's index | {a} | {b} | {:.3} |", p6.jain());
-    for (id, value, _) in r.quorum.figures() {
-        if id == "quorum.ours.ratio_single" {
-            let _ = writeln!(
-                w,
-                "| Quorum of 5 ÷ single node, lock-runtime | - | - | {} |",
-                sig3(value)
-            );
-        }
+    for [figure, a, b, other] in r.p6.ratios(r).into_iter().chain(r.quorum.ratios(r)) {
+        let _ = writeln!(w, "| {figure} | {a} | {b} | {other} |");
     }
-    let q = |id: &str| {
-        r.quorum
-            .figures()
-            .into_iter()
-            .find(|(i, _, _)| i == id)
-            .map_or(f64::NAN, |f| f.1)
-    };
-    let _ = writeln!(
-        w,
-        "| Quorum of 5 time per cycle | {:.3} | {:.3} | - |\n",
-        q("quorum.ours.mean") / q("quorum.rslock.mean"),
-        q("quorum.ours.mean") / q("quorum.redlock.mean")
-    );
+    let _ = writeln!(w);
+    let p6 = r.p6.row(Lib::Ours);
     let _ = writeln!(
         w,
         "What changed on the hot path, and the figure behind each change:\n\n\
@@ -1169,7 +1075,7 @@ fn closing_note(w: &mut String, r: &Results) {
 }
 
 /// The "what bounds it" paragraph of every missed goal, from the measured figures.
-fn misses(w: &mut String, r: &Results, goals: &[Goal]) {
+fn misses(w: &mut String, goals: &[Goal]) {
     let missed: Vec<&Goal> = goals.iter().filter(|g| !g.pass).collect();
     if missed.is_empty() {
         let _ = writeln!(w, "Every goal is met in this run.\n");
@@ -1177,133 +1083,81 @@ fn misses(w: &mut String, r: &Results, goals: &[Goal]) {
     }
     let _ = writeln!(w, "### Missed goals, and what bounds them\n");
     for g in missed {
-        let text = match g.name {
-            n if n.starts_with("P1 uncontended") => p1_miss(r),
-            n if n.starts_with("P2 throughput") => p2_miss(r),
-            n if n.starts_with("P3 contended") => p3_miss(r),
-            n if n.starts_with("P4 renewal") => {
-                let p4 = &r.p4;
-                format!(
-                    "**P4: {} round trips per 100 locks per tick.** The server counted {} renewal commands \
-                     per tick for {} held locks, i.e. {} locks per command; the goal needs at least 100 locks \
-                     per command.",
-                    sig3(p4.round_trips_per_100_per_tick()),
-                    count(p4.renewals_per_tick()),
-                    count(p4.config.locks as f64),
-                    sig3(p4.config.locks as f64 / p4.renewals_per_tick()),
-                )
-            }
-            n if n.starts_with("P4 memory") => format!(
-                "**P4: {} B of RSS per held lock** (VmRSS growth over {} locks, so it includes allocator \
-                 slack and whatever the runtime and connection grew for them; the bench does not break it \
-                 down further).",
-                count(r.p4.rss_per_lock()),
-                count(r.p4.config.locks as f64)
-            ),
-            n if n.starts_with("P5") => format!(
-                "**P5: attribute / manual = {:.3}.** `LockRequest::run` alone is {:.3} × manual, so {} of \
-                 the gap is in `run` (re-entry check, the current-lock scope, watching for loss while the \
-                 body runs) and the rest in what the attribute adds around it.",
-                r.p5.ratio,
-                r.p5.run_ratio,
-                pct_of(r.p5.run_ratio - 1.0, r.p5.ratio - 1.0),
-            ),
-            n if n.starts_with('P') && n.contains("ahead of both peers") => peers_miss(r, &n[..2]),
-            _ => match &g.miss {
-                Some(text) => text.clone(),
-                None => continue,
-            },
-        };
-        let _ = writeln!(w, "- {text}\n");
+        let _ = writeln!(w, "- {}\n", g.bound);
     }
 }
 
-/// Why lock-runtime is behind a peer on P1, P2 or P3, from the figures.
-fn peers_miss(r: &Results, figure: &str) -> String {
-    let peers = [Lib::Rslock, Lib::Redlock];
-    let mut parts = Vec::new();
-    for peer in peers {
-        let text = match figure {
-            "P1" => {
-                let (o, p) = (r.p1(Lib::Ours), r.p1(peer));
-                if o.cycle.mean < p.cycle.mean {
-                    continue;
-                }
-                let slower = paired_losses(&o.block_means, &p.block_means, true);
-                format!(
-                    "**P1: behind {}**, {} against {} per cycle ({}), slower in {} of {} interleaved \
-                     rounds. Both send {} and {} round trips. Per cycle, client CPU {} against {}; server CPU {} \
-                     against {}, of which executing commands {} against {}. lock-runtime sends {}; {} sends {}.",
-                    peer.name(),
-                    dur(o.cycle.mean),
-                    dur(p.cycle.mean),
-                    times(o.cycle.mean / p.cycle.mean),
-                    slower,
-                    o.block_means.len(),
-                    sig3(o.round_trips_per_cycle()),
-                    sig3(p.round_trips_per_cycle()),
-                    dur(o.client_cpu_us()),
-                    dur(p.client_cpu_us()),
-                    dur(o.server_cpu_us()),
-                    dur(p.server_cpu_us()),
-                    dur(o.server_us_per_cycle()),
-                    dur(p.server_us_per_cycle()),
-                    with_inner(&o.accounting),
-                    peer.name(),
-                    with_inner(&p.accounting),
-                )
-            }
-            "P2" => {
-                let (o, p) = (r.p2(Lib::Ours), r.p2(peer));
-                let (ot, pt) = (&o.throughput, &p.throughput);
-                if ot.per_sec > pt.per_sec {
-                    continue;
-                }
-                let slower = paired_losses(&o.round_rates, &p.round_rates, false);
-                format!(
-                    "**P2: behind {}**, {} against {} cycles/s ({}), slower in {} of {} interleaved rounds. \
-                     Per cycle, client CPU {} against {}; server CPU {} against {}, of which executing \
-                     commands {} against {}; redis-server was busy {} against {} of a core.",
-                    peer.name(),
-                    count(ot.per_sec),
-                    count(pt.per_sec),
-                    times(ot.per_sec / pt.per_sec),
-                    slower,
-                    o.round_rates.len(),
-                    dur(ot.client_cpu_us()),
-                    dur(pt.client_cpu_us()),
-                    dur(ot.server_cpu_us()),
-                    dur(pt.server_cpu_us()),
-                    dur(p2_server_us_per_cycle(r, Lib::Ours)),
-                    dur(p2_server_us_per_cycle(r, peer)),
-                    sig3(ot.cpu.server / ot.secs),
-                    sig3(pt.cpu.server / pt.secs),
-                )
-            }
-            _ => {
-                let (o, p) = (r.p3(Lib::Ours), r.p3(peer));
-                if o.latency.p50 < p.latency.p50 {
-                    continue;
-                }
-                format!(
-                    "**P3: behind {}**, p50 {} against {}.",
-                    peer.name(),
-                    dur(o.latency.p50),
-                    dur(p.latency.p50)
-                )
-            }
-        };
-        parts.push(text);
+/// Why lock-runtime is behind `peer` on P1, P2 or P3, from the figures.
+fn peers_miss(r: &Results, figure: &str, peer: Lib) -> String {
+    match figure {
+        "P1" => {
+            let (o, p) = (r.p1(Lib::Ours), r.p1(peer));
+            let slower = paired_losses(&o.block_means, &p.block_means, true);
+            format!(
+                "**P1: behind {}**, {} against {} per cycle ({}), slower in {} of {} interleaved \
+                 rounds. Both send {} and {} round trips. Per cycle, client CPU {} against {}; server CPU {} \
+                 against {}, of which executing commands {} against {}. lock-runtime sends {}; {} sends {}.",
+                peer.name(),
+                dur(o.cycle.mean),
+                dur(p.cycle.mean),
+                times(o.cycle.mean / p.cycle.mean),
+                slower,
+                o.block_means.len(),
+                sig3(o.round_trips_per_cycle()),
+                sig3(p.round_trips_per_cycle()),
+                dur(o.client_cpu_us()),
+                dur(p.client_cpu_us()),
+                dur(o.server_cpu_us()),
+                dur(p.server_cpu_us()),
+                dur(o.server_us_per_cycle()),
+                dur(p.server_us_per_cycle()),
+                with_inner(&o.accounting),
+                peer.name(),
+                with_inner(&p.accounting),
+            )
+        }
+        "P2" => {
+            let (o, p) = (r.p2(Lib::Ours), r.p2(peer));
+            let (ot, pt) = (&o.throughput, &p.throughput);
+            let slower = paired_losses(&o.round_rates, &p.round_rates, false);
+            format!(
+                "**P2: behind {}**, {} against {} cycles/s ({}), slower in {} of {} interleaved rounds. \
+                 Per cycle, client CPU {} against {}; server CPU {} against {}, of which executing \
+                 commands {} against {}; redis-server was busy {} against {} of a core.",
+                peer.name(),
+                count(ot.per_sec),
+                count(pt.per_sec),
+                times(ot.per_sec / pt.per_sec),
+                slower,
+                o.round_rates.len(),
+                dur(ot.client_cpu_us()),
+                dur(pt.client_cpu_us()),
+                dur(ot.server_cpu_us()),
+                dur(pt.server_cpu_us()),
+                dur(p2_server_us_per_cycle(r, Lib::Ours)),
+                dur(p2_server_us_per_cycle(r, peer)),
+                sig3(ot.cpu.server / ot.secs),
+                sig3(pt.cpu.server / pt.secs),
+            )
+        }
+        _ => {
+            let (o, p) = (r.p3_row(Lib::Ours), r.p3_row(peer));
+            format!(
+                "**P3: behind {}**, p50 {} against {} ({} against {} RTT). Per hand-off round \
+                 lock-runtime sends {} round trips ({}), {} sends {} ({}).",
+                peer.name(),
+                dur(o.handoff.latency.p50),
+                dur(p.handoff.latency.p50),
+                sig3(o.handoff.latency.p50 / r.rtt()),
+                sig3(p.handoff.latency.p50 / r.rtt()),
+                sig3(o.accounting.round_trips_per_cycle()),
+                with_inner(&o.accounting),
+                peer.name(),
+                sig3(p.accounting.round_trips_per_cycle()),
+                with_inner(&p.accounting),
+            )
+        }
     }
-    parts.join("\n\n- ")
-}
-
-/// In how many rounds lock-runtime did worse than the peer, comparing the same round.
-fn paired_losses(ours: &[f64], peer: &[f64], lower_is_better: bool) -> usize {
-    ours.iter()
-        .zip(peer)
-        .filter(|(o, p)| if lower_is_better { o > p } else { o < p })
-        .count()
 }
 
 /// Server time per P2 cycle in top-level commands, microseconds: the server time per
@@ -1579,120 +1433,13 @@ fn method(w: &mut String, r: &Results) {
          two threads; P1/P2 use `lock` + `unlock`, the P3 waiter uses `acquire` (repeats `lock` until it succeeds; \
          released on drop).\n"
     );
+    for bullet in r.figures().iter().filter_map(|f| f.method(r)) {
+        let _ = writeln!(w, "{bullet}");
+    }
     let _ = writeln!(
         w,
         "Figures as numbers: `{RESULTS_FILE}`. The bench's source: `bench/src/`.\n"
     );
-}
-
-/// A duration given in microseconds: `52.1 µs`, `1.23 ms`, `105 ms`, `3.00 s`.
-pub fn dur(us: f64) -> String {
-    let a = us.abs();
-    if a >= 1e6 {
-        format!("{:.2} s", us / 1e6)
-    } else if a >= 1e3 {
-        format!("{} ms", sig3(us / 1e3))
-    } else {
-        format!("{} µs", sig3(us))
-    }
-}
-
-/// `2.31 ×`.
-pub fn times(ratio: f64) -> String {
-    if ratio.abs() >= 0.1 {
-        format!("{ratio:.2} ×")
-    } else {
-        format!("{} ×", sig3(ratio))
-    }
-}
-
-/// `part` as a percentage of `whole`: `40 %`, or `-` when `whole` is not positive.
-fn pct_of(part: f64, whole: f64) -> String {
-    if whole > 0.0 {
-        format!("{:.0} %", part / whole * 100.0)
-    } else {
-        "-".to_owned()
-    }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-fn minutes(secs: u64) -> String {
-    if secs >= 60 {
-        format!("{} min {:02} s", secs / 60, secs % 60)
-    } else {
-        format!("{secs} s")
-    }
-}
-
-/// Three significant digits, no exponent: `0.0123`, `1.23`, `12.3`, `123`, `1,234`.
-pub fn sig3(v: f64) -> String {
-    let a = v.abs();
-    if !v.is_finite() {
-        format!("{v}")
-    } else if v == 0.0 {
-        "0".to_owned()
-    } else if a >= 1000.0 {
-        count(v)
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else if a >= 0.01 {
-        format!("{v:.3}")
-    } else {
-        format!("{v:.4}")
-    }
-}
-
-/// A whole number with thousands separators: `12,345`.
-pub fn count(v: f64) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
-    }
-    let n = v.round() as i64;
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
-/// The current time, UTC, to the minute.
-pub fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -1702,24 +1449,5 @@ mod tests {
     #[test]
     fn key_count_text_matches() {
         assert_eq!(P2_KEYS_TEXT, count(P2_KEYS as f64));
-    }
-
-    #[test]
-    fn formats_numbers() {
-        assert_eq!(count(1234567.4), "1,234,567");
-        assert_eq!(count(999.0), "999");
-        assert_eq!(sig3(0.5), "0.500");
-        assert_eq!(sig3(12.34), "12.3");
-        assert_eq!(sig3(4321.0), "4,321");
-        assert_eq!(dur(52.14), "52.1 µs");
-        assert_eq!(dur(1234.0), "1.23 ms");
-        assert_eq!(dur(3_000_000.0), "3.00 s");
-    }
-
-    #[test]
-    fn converts_days_to_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }

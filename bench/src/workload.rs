@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::Res;
 use crate::probe::Cpu;
-use crate::stats::{Samples, Summary};
+use crate::stats::{Samples, Summary, signed_us};
 
 /// TTL of every lock in P1-P3: long enough that nothing expires while measured.
 pub const TTL: Duration = Duration::from_secs(10);
@@ -410,14 +410,6 @@ pub fn handoff_sync<L: SyncLocker>(
     })
 }
 
-/// `to - from` in microseconds, negative if `to` came first.
-fn signed_us(from: Instant, to: Instant) -> f64 {
-    match to.checked_duration_since(from) {
-        Some(d) => d.as_secs_f64() * 1e6,
-        None => -(from - to).as_secs_f64() * 1e6,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,13 +431,5 @@ mod tests {
         let mut ms: Vec<u128> = (0..10).map(|i| hold_time(i).as_millis()).collect();
         ms.sort();
         assert_eq!(ms, (2..=11).collect::<Vec<u128>>());
-    }
-
-    #[test]
-    fn signed_difference() {
-        let a = Instant::now();
-        let b = a + Duration::from_micros(5);
-        assert!((signed_us(a, b) - 5.0).abs() < 1e-6);
-        assert!((signed_us(b, a) + 5.0).abs() < 1e-6);
     }
 }
