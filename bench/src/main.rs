@@ -46,7 +46,6 @@ mod figures;
 mod floor;
 mod format;
 mod measure;
-mod ours;
 mod peers;
 mod plots;
 mod probe;
@@ -62,10 +61,9 @@ use std::time::{Duration, Instant};
 
 use lock_tests::RedisServer;
 
-use crate::figures::{p6, quorum};
+use crate::figures::{p4, p5, p6, quorum};
 use crate::floor::{BenchPing, BenchSet, RedisBenchmark};
 use crate::measure::{Bench, Cycles, Rate};
-use crate::ours::{AttributeVsManual, HeldLocks, HeldLocksConfig, Ours};
 use crate::peers::Lib;
 use crate::probe::{Accounting, Counters, Machine, Probe};
 use crate::workload::{Handoff, Window};
@@ -118,11 +116,9 @@ pub struct Config {
     /// Untimed P3 rounds run under `MONITOR` to count commands.
     pub accounting_rounds: usize,
     /// P4's shape.
-    pub p4: HeldLocksConfig,
-    /// P5: rounds, and cycles per block.
-    pub p5_rounds: usize,
-    /// P5: cycles per block.
-    pub p5_block: usize,
+    pub p4: p4::Config,
+    /// P5's shape.
+    pub p5: p5::Config,
     /// P6's shape.
     pub p6: p6::Config,
     /// The quorum figure's shape.
@@ -147,30 +143,10 @@ impl Config {
             p3_samples: 2_000,
             accounting_cycles: 200,
             accounting_rounds: 20,
-            p4: HeldLocksConfig {
-                locks: 10_000,
-                ttl: Duration::from_secs(3),
-                settle: Duration::from_millis(1_500),
-                // Settle + hold = 10 renewal periods.
-                hold: Duration::from_millis(8_500),
-            },
-            p5_rounds: 20,
-            p5_block: 500,
-            p6: p6::Config {
-                clients: 4,
-                tasks_per_client: 16,
-                hold: Duration::from_micros(500),
-                think: Duration::from_millis(2),
-                rounds: 4,
-                warmup: Duration::from_millis(300),
-                measure: Duration::from_millis(1_500),
-                accounting: Duration::from_millis(500),
-            },
-            quorum: quorum::Config {
-                warmup: 200,
-                rounds: 10,
-                block: 300,
-            },
+            p4: p4::FULL,
+            p5: p5::FULL,
+            p6: p6::FULL,
+            quorum: quorum::FULL,
         }
     }
 
@@ -191,29 +167,10 @@ impl Config {
             p3_samples: 12,
             accounting_cycles: 20,
             accounting_rounds: 3,
-            p4: HeldLocksConfig {
-                locks: 1_000,
-                ttl: Duration::from_millis(600),
-                settle: Duration::from_millis(300),
-                hold: Duration::from_millis(600),
-            },
-            p5_rounds: 4,
-            p5_block: 50,
-            p6: p6::Config {
-                clients: 4,
-                tasks_per_client: 16,
-                hold: Duration::from_micros(500),
-                think: Duration::from_millis(2),
-                rounds: 1,
-                warmup: Duration::from_millis(100),
-                measure: Duration::from_millis(300),
-                accounting: Duration::from_millis(150),
-            },
-            quorum: quorum::Config {
-                warmup: 10,
-                rounds: 2,
-                block: 30,
-            },
+            p4: p4::QUICK,
+            p5: p5::QUICK,
+            p6: p6::QUICK,
+            quorum: quorum::QUICK,
         }
     }
 }
@@ -293,9 +250,9 @@ pub struct Results {
     /// P3 per library.
     pub p3: Vec<P3>,
     /// P4.
-    pub p4: HeldLocks,
+    pub p4: p4::P4,
     /// P5.
-    pub p5: AttributeVsManual,
+    pub p5: p5::P5,
     /// P6: many waiters.
     pub p6: p6::P6,
     /// The quorum figure.
@@ -409,13 +366,10 @@ fn run(options: &Options) -> Res<()> {
         "lock-bench: redis-server {redis_version} on port {}",
         b.server.port()
     );
-    let url = b.server.url();
 
     // P4 first, while the heap is fresh, so that the RSS growth it reports is not absorbed
     // by memory that earlier measurements freed.
-    step("P4: held locks");
-    let p4 = ours::held_locks(&b.rt, &mut b.probe, &url, config.p4)?;
-    b.probe.flush()?;
+    let p4 = p4::measure(&mut b, config.p4)?;
 
     if b.redis_benchmark.is_none() {
         eprintln!(
@@ -441,11 +395,7 @@ fn run(options: &Options) -> Res<()> {
     let p6 = p6::measure(&mut b, config.p6)?;
     let quorum = quorum::measure(&mut b, config.quorum)?;
 
-    step("P5: attribute vs manual guard");
-    let p5 = b.rt.block_on(async {
-        let ours = Ours::connect(&url).await?;
-        ours::attribute_vs_manual(ours.client(), config.p5_rounds, config.p5_block).await
-    })?;
+    let p5 = p5::measure(&mut b, config.p5)?;
     drop(b);
 
     let results = Results {

@@ -13,8 +13,7 @@ use lock_tests::RedisServer;
 use tokio::runtime::Runtime;
 
 use crate::floor::{self, BenchPing, BenchSet, RedisBenchmark};
-use crate::ours::Ours;
-use crate::peers::{Redlock, Rslock};
+use crate::peers::{Ours, Redlock, Rslock};
 use crate::probe::{Accounting, Counters, Cpu, Probe, account};
 use crate::stats::{Samples, Summary};
 use crate::workload::{

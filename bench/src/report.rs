@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::P3;
 use crate::figures::{Figure, Goal, ahead_goal, paired_losses, rounds_goal};
-use crate::format::{count, dur, mib, minutes, pct_of, sig3, times};
+use crate::format::{count, dur, minutes, sig3, times};
 use crate::measure::{Cycles, Rate};
-use crate::ours::{Form, HeldLocks};
 use crate::plots::{Bar, BarPanel, CdfSeries};
 use crate::workload::{Handoff, MIN_WAITER_HEAD_START, TTL};
 use crate::{BENCH_SET_CLIENTS, Lib, P2_KEYS, P2_TASKS, Res, Results, plots};
@@ -33,14 +32,11 @@ const REGENERATE: &str = "cargo run --release -p lock-bench";
 const P1_MAX_RTT: f64 = 2.3;
 const P2_MIN_SET: f64 = 0.4;
 const P3_MAX_RTT: f64 = 5.0;
-const P4_MAX_RT_PER_100: f64 = 1.0;
-const P4_MAX_RSS: f64 = 1024.0;
-const P5_MAX_RATIO: f64 = 1.05;
 
 impl Results {
     /// The figures, in the order of the report.
-    pub fn figures(&self) -> [&dyn Figure; 2] {
-        [&self.p6, &self.quorum]
+    pub fn figures(&self) -> [&dyn Figure; 4] {
+        [&self.p4, &self.p5, &self.p6, &self.quorum]
     }
 
     /// P1 of `lib`.
@@ -99,8 +95,6 @@ fn goals(r: &Results) -> Vec<Goal> {
     let p2 = r.p2(Lib::Ours).throughput.per_sec;
     let (set, set_name) = r.set_floor();
     let p3 = r.p3(Lib::Ours).latency.p50;
-    let p4 = &r.p4;
-    let p5 = &r.p5;
     let mut goals = vec![
         Goal {
             name: "P1 uncontended acquire + release",
@@ -133,65 +127,6 @@ fn goals(r: &Results) -> Vec<Goal> {
             measured: format!("{} (p50 {})", times(p3 / rtt), dur(p3)),
             pass: p3 / rtt <= P3_MAX_RTT,
             bound: p3_miss(r),
-        },
-        Goal {
-            name: "P4 renewal round trips",
-            target: format!("≤ {P4_MAX_RT_PER_100} per 100 held locks per tick"),
-            measured: format!(
-                "{} per 100 locks per tick ({} renewal commands per tick, {} locks)",
-                sig3(p4.round_trips_per_100_per_tick()),
-                count(p4.renewals_per_tick()),
-                count(p4.config.locks as f64)
-            ),
-            pass: p4.round_trips_per_100_per_tick() <= P4_MAX_RT_PER_100,
-            bound: format!(
-                "**P4: {} round trips per 100 locks per tick.** The server counted {} renewal commands \
-                 per tick for {} held locks, i.e. {} locks per command; the goal needs at least 100 locks \
-                 per command.",
-                sig3(p4.round_trips_per_100_per_tick()),
-                count(p4.renewals_per_tick()),
-                count(p4.config.locks as f64),
-                sig3(p4.config.locks as f64 / p4.renewals_per_tick()),
-            ),
-        },
-        Goal {
-            name: "P4 memory per held lock",
-            target: "≤ 1 KiB RSS".to_owned(),
-            measured: format!(
-                "{} B after acquiring, {} B after {} renewal periods (live heap: {} B, then {} B)",
-                count(p4.rss_per_lock()),
-                count(p4.rss_per_lock_after_hold()),
-                sig3(p4.periods_held()),
-                count(p4.heap_per_lock().0),
-                count(p4.heap_per_lock().1),
-            ),
-            pass: p4.rss_per_lock() <= P4_MAX_RSS,
-            bound: format!(
-                "**P4: {} B of RSS per held lock** (VmRSS growth over {} locks, so it includes allocator \
-                 slack and whatever the runtime and connection grew for them; the bench does not break it \
-                 down further).",
-                count(r.p4.rss_per_lock()),
-                count(r.p4.config.locks as f64)
-            ),
-        },
-        Goal {
-            name: "P5 `#[distributed_lock]` / manual guard",
-            target: format!("≤ {P5_MAX_RATIO}"),
-            measured: format!(
-                "{:.3} ({} / {} per cycle)",
-                p5.ratio,
-                dur(p5.mean(Form::Attribute)),
-                dur(p5.mean(Form::Manual))
-            ),
-            pass: p5.ratio <= P5_MAX_RATIO,
-            bound: format!(
-                "**P5: attribute / manual = {:.3}.** `LockRequest::run` alone is {:.3} × manual, so {} of \
-                 the gap is in `run` (re-entry check, the current-lock scope, watching for loss while the \
-                 body runs) and the rest in what the attribute adds around it.",
-                r.p5.ratio,
-                r.p5.run_ratio,
-                pct_of(r.p5.run_ratio - 1.0, r.p5.ratio - 1.0),
-            ),
         },
         ahead_goal(
             "P1 ahead of both peers",
@@ -242,8 +177,7 @@ fn goals(r: &Results) -> Vec<Goal> {
         "cycles per second, higher is better",
         why,
     ));
-    goals.extend(r.p6.goals(r));
-    goals.extend(r.quorum.goals(r));
+    goals.extend(r.figures().iter().flat_map(|f| f.goals(r)));
     goals
 }
 
@@ -255,13 +189,16 @@ pub fn write_all(r: &Results, root: &Path) -> Res<Vec<PathBuf>> {
     let bars = plots_dir.join(BARS_FILE);
     write_cdf(r, &cdf)?;
     write_bars(r, &bars)?;
-    let p6_plots = r.p6.plots(r, &plots_dir)?;
+    let mut figure_plots = Vec::new();
+    for f in r.figures() {
+        figure_plots.extend(f.plots(r, &plots_dir)?);
+    }
     let tsv = root.join(RESULTS_FILE);
     fs::write(&tsv, results_tsv(r))?;
     let md = root.join("BENCHMARKS.md");
     fs::write(&md, markdown(r))?;
     let mut written = vec![md, cdf, bars, tsv];
-    written.extend(p6_plots);
+    written.extend(figure_plots);
     Ok(written)
 }
 
@@ -424,18 +361,7 @@ fn results_tsv(r: &Results) -> String {
         put(format!("p3.{id}.p999"), h.latency.p999, "us");
         put(format!("p3.{id}.ratio_ping"), h.latency.p50 / rtt, "x");
     }
-    put("p4.renewals_per_tick".into(), r.p4.renewals_per_tick(), "1");
-    put(
-        "p4.round_trips_per_100_locks_per_tick".into(),
-        r.p4.round_trips_per_100_per_tick(),
-        "1",
-    );
-    put("p4.rss_per_lock".into(), r.p4.rss_per_lock(), "B");
-    put("p5.manual.mean".into(), r.p5.mean(Form::Manual), "us");
-    put("p5.run.mean".into(), r.p5.mean(Form::Run), "us");
-    put("p5.attribute.mean".into(), r.p5.mean(Form::Attribute), "us");
-    put("p5.ratio".into(), r.p5.ratio, "x");
-    for (id, value, unit) in r.p6.tsv(r).into_iter().chain(r.quorum.tsv(r)) {
+    for (id, value, unit) in r.figures().iter().flat_map(|f| f.tsv(r)) {
         put(id, value, unit);
     }
     out
@@ -812,166 +738,18 @@ fn markdown(r: &Results) -> String {
          the server together); the plot's log scale draws such samples at 1 µs.\n"
     );
 
-    // P4.
-    p4_table(w, &r.p4);
-
-    // P5.
-    let p5 = &r.p5;
-    let _ = writeln!(
-        w,
-        "### P5: `#[distributed_lock]` against the manual guard\n"
-    );
-    let _ = writeln!(
-        w,
-        "| Form | mean per cycle (median of rounds) | ÷ manual (median of per-round ratios) |\n|---|---|---|"
-    );
-    let _ = writeln!(
-        w,
-        "| manual: `client.lock(format!(\"bench:p5:{{id}}\")).ttl(10s).acquire()`, then `release()` | {} | 1 |",
-        dur(p5.mean(Form::Manual))
-    );
-    let _ = writeln!(
-        w,
-        "| `client.lock(..).ttl(10s).run(async {{ Ok(()) }})` (what the attribute calls) | {} | {:.3} |",
-        dur(p5.mean(Form::Run)),
-        p5.run_ratio
-    );
-    let _ = writeln!(
-        w,
-        "| `#[distributed_lock(key = \"bench:p5:{{id}}\", ttl = \"10s\", client = client)]` on an empty body | {} | **{:.3}** |\n",
-        dur(p5.mean(Form::Attribute)),
-        p5.ratio
-    );
-    let _ = writeln!(
-        w,
-        "{} rounds of {} cycles of each form; the order of the forms rotates every round.\n",
-        p5.rounds, p5.block
-    );
-
-    let _ = write!(w, "{}", r.p6.section(r));
-    let _ = write!(w, "{}", r.quorum.section(r));
+    for f in r.figures() {
+        w.push_str(&f.section(r));
+    }
 
     method(w, r);
     closing_note(w, r);
     md
 }
 
-fn p4_table(w: &mut String, p4: &HeldLocks) {
-    let c = &p4.config;
-    let _ = writeln!(
-        w,
-        "### P4: {} locks held on one client\n",
-        count(c.locks as f64)
-    );
-    let _ = writeln!(w, "| Figure | Value |\n|---|---|");
-    let _ = writeln!(
-        w,
-        "| TTL, renewal period (TTL/3), counted window | {}, {}, {} = {} ticks |",
-        dur(c.ttl.as_secs_f64() * 1e6),
-        dur(p4.period().as_secs_f64() * 1e6),
-        dur(p4.window.as_secs_f64() * 1e6),
-        sig3(p4.ticks())
-    );
-    let _ = writeln!(
-        w,
-        "| renewal commands (EVALSHA + EVAL) counted by the server in the window | {} |",
-        count(p4.counters.script_calls() as f64)
-    );
-    let _ = writeln!(
-        w,
-        "| commands the server counted in the window (those run inside scripts included) | {} |",
-        p4.counters.breakdown()
-    );
-    let _ = writeln!(
-        w,
-        "| renewal commands per tick | {} |",
-        count(p4.renewals_per_tick())
-    );
-    let _ = writeln!(
-        w,
-        "| round trips per 100 held locks per tick | {} |",
-        sig3(p4.round_trips_per_100_per_tick())
-    );
-    let _ = writeln!(
-        w,
-        "| RSS per held lock: growth from before acquiring to after acquiring | {} B ({} → {}) |",
-        count(p4.rss_per_lock()),
-        mib(p4.rss[0]),
-        mib(p4.rss[1])
-    );
-    let _ = writeln!(
-        w,
-        "| RSS per held lock: growth from before acquiring to the end of the hold | {} B ({}) |",
-        count(p4.rss_per_lock_after_hold()),
-        mib(p4.rss[2])
-    );
-    let by_period: Vec<String> = p4.rss_by_period.iter().map(|b| mib(*b)).collect();
-    let _ = writeln!(
-        w,
-        "| VmRSS after acquiring, then once per renewal period while held | {}, {} |",
-        mib(p4.rss[1]),
-        by_period.join(", ")
-    );
-    let (heap_acquired, heap_held) = p4.heap_per_lock();
-    let _ = writeln!(
-        w,
-        "| live heap per held lock (bench's counting allocator): after acquiring, after {} renewal periods | {} B, {} B |",
-        sig3(p4.periods_held()),
-        count(heap_acquired),
-        count(heap_held)
-    );
-    let heap_by_period: Vec<String> = p4
-        .heap_by_period
-        .iter()
-        .map(|b| mib(*b.max(&0) as u64))
-        .collect();
-    let _ = writeln!(
-        w,
-        "| live heap once per renewal period while held | {} |",
-        heap_by_period.join(", ")
-    );
-    let _ = writeln!(
-        w,
-        "| time to acquire them all (32 tasks) | {} |",
-        dur(p4.acquire_secs * 1e6)
-    );
-    let _ = writeln!(w, "| locks declared lost during the hold | {} |\n", p4.lost);
-}
-
 /// Things a PASS alone would hide, from the figures.
 fn notes(w: &mut String, r: &Results) {
-    let p4 = &r.p4;
-    let mut notes = Vec::new();
-    if p4.rss_per_lock() <= P4_MAX_RSS && p4.rss_per_lock_after_hold() > P4_MAX_RSS {
-        let by_period: Vec<String> = p4.rss_by_period.iter().map(|b| mib(*b)).collect();
-        notes.push(format!(
-            "**P4 memory passes only as measured at acquisition.** RSS grows while the locks are held and \
-             renewed: {} B per lock after acquiring, {} B at the end of the counted window (VmRSS {} after \
-             acquiring, then {} once per renewal period). The goal's measurement is before and after \
-             acquiring; over a longer hold the figure is higher.",
-            count(p4.rss_per_lock()),
-            count(p4.rss_per_lock_after_hold()),
-            mib(p4.rss[1]),
-            by_period.join(", ")
-        ));
-    }
-    let rt = p4.round_trips_per_100_per_tick();
-    if rt <= P4_MAX_RT_PER_100 && rt > 0.95 * P4_MAX_RT_PER_100 {
-        notes.push(format!(
-            "**P4 round trips are at the limit:** {} per 100 locks per tick, i.e. {} locks per renewal \
-             command. The goal is met by full batches of 100; any partial batch in a tick goes over it.",
-            sig3(rt),
-            sig3(p4.config.locks as f64 / p4.renewals_per_tick())
-        ));
-    }
-    if p4.lost > 0 {
-        notes.push(format!(
-            "**{} of {} held locks were declared lost** during P4's hold.",
-            count(p4.lost as f64),
-            count(p4.config.locks as f64)
-        ));
-    }
-    notes.extend(r.figures().iter().flat_map(|f| f.notes(r)));
+    let notes: Vec<String> = r.figures().iter().flat_map(|f| f.notes(r)).collect();
     if notes.is_empty() {
         return;
     }
@@ -1023,22 +801,7 @@ fn closing_note(w: &mut String, r: &Results) {
         "| P3 hand-off p50 | {a} | {b} | {} × PING RTT |",
         sig3(p3 / r.rtt())
     );
-    let _ = writeln!(
-        w,
-        "| P4 renewal round trips per 100 locks per tick | - | - | {} |",
-        sig3(r.p4.round_trips_per_100_per_tick())
-    );
-    let _ = writeln!(
-        w,
-        "| P4 RSS per held lock, after acquiring / after {} periods | - | - | {} B / {} B (live heap {} B / {} B) |",
-        sig3(r.p4.periods_held()),
-        count(r.p4.rss_per_lock()),
-        count(r.p4.rss_per_lock_after_hold()),
-        count(r.p4.heap_per_lock().0),
-        count(r.p4.heap_per_lock().1)
-    );
-    let _ = writeln!(w, "| P5 attribute ÷ manual | - | - | {:.3} |", r.p5.ratio);
-    for [figure, a, b, other] in r.p6.ratios(r).into_iter().chain(r.quorum.ratios(r)) {
+    for [figure, a, b, other] in r.figures().iter().flat_map(|f| f.ratios(r)) {
         let _ = writeln!(w, "| {figure} | {a} | {b} | {other} |");
     }
     let _ = writeln!(w);
@@ -1400,42 +1163,10 @@ fn method(w: &mut String, r: &Results) {
          can return first.",
         dur(MIN_WAITER_HEAD_START.as_secs_f64() * 1e6)
     );
-    let _ = writeln!(
-        w,
-        "- **P4.** Runs first, on a fresh client, so that its RSS growth is not absorbed by memory freed \
-         earlier (its warm-up also loads the renewal script, through `extend`). {} keys are acquired with TTL \
-         {} (renewal every TTL/3) from 32 tasks; VmRSS is read from `/proc/self/status` before and after. \
-         The locks are then held {} untimed, so that the first renewals have gone out, and then {} while \
-         the server counts: its EVALSHA + EVAL count gives the renewals; ticks = window / (TTL/3).",
-        count(c.p4.locks as f64),
-        dur(c.p4.ttl.as_secs_f64() * 1e6),
-        dur(c.p4.settle.as_secs_f64() * 1e6),
-        dur(c.p4.hold.as_secs_f64() * 1e6)
-    );
-    let _ = writeln!(
-        w,
-        "- **P5.** The P1 workload in three forms, {} rounds × {} cycles each, the order of the forms \
-         rotating every round; ratios are medians over rounds of the per-round ratio.",
-        c.p5_rounds, c.p5_block
-    );
-    let _ = writeln!(
-        w,
-        "- **Peers.** Default retry settings, one server (a quorum of one), the same keys, TTL and workloads.\n  \
-         - *rslock 0.10* (async; redis 1.8 multiplexed connection, opened on first use): \
-         `LockManager::new(vec![url])`, 3 attempts per `lock` with a random 0-200 ms pause between them. P1/P2 \
-         use `lock` + `Lock::release`; the P3 waiter uses `acquire_no_guard`, which repeats `lock` until it \
-         succeeds (after each failed attempt it also sends the unlock script).\n  \
-         - *redlock 2.0* (blocking; redis 0.23): `RedLock::new(vec![url])`, 3 attempts per `lock` with a random \
-         0-200 ms sleep after each failed one. It opens a new TCP connection for every command (see the \
-         connections-per-cycle column), and redis 0.23 sends a `CLIENT SETINFO` pipeline on each new \
-         connection: Redis 7.0 rejects it (the subcommand is 7.2's), so it is not among the commands, but \
-         it is a round trip. P1 runs on the main thread, P2 on {P2_TASKS} dedicated OS threads, P3 on \
-         two threads; P1/P2 use `lock` + `unlock`, the P3 waiter uses `acquire` (repeats `lock` until it succeeds; \
-         released on drop).\n"
-    );
     for bullet in r.figures().iter().filter_map(|f| f.method(r)) {
         let _ = writeln!(w, "{bullet}");
     }
+    let _ = writeln!(w, "{}", crate::peers::method());
     let _ = writeln!(
         w,
         "Figures as numbers: `{RESULTS_FILE}`. The bench's source: `bench/src/`.\n"

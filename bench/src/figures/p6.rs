@@ -30,8 +30,7 @@ use tokio::task::JoinSet;
 use super::{Figure, Goal, Ratios, TsvLine, peers_list, ratio_row};
 use crate::format::{count, dur, dur_of, header, sig3, times};
 use crate::measure::{Bench, rotated};
-use crate::ours::Ours;
-use crate::peers::{Redlock, Rslock};
+use crate::peers::{Ours, Redlock, Rslock};
 use crate::plots::{self, CdfSeries};
 use crate::probe::{Accounting, Counters, Monitor, is_client_command};
 use crate::stats::{Samples, Summary, signed_us};
@@ -71,6 +70,27 @@ pub struct Config {
     /// Length of the untimed pass under `MONITOR`, per library.
     pub accounting: Duration,
 }
+
+/// The full run.
+pub const FULL: Config = Config {
+    clients: 4,
+    tasks_per_client: 16,
+    hold: Duration::from_micros(500),
+    think: Duration::from_millis(2),
+    rounds: 4,
+    warmup: Duration::from_millis(300),
+    measure: Duration::from_millis(1_500),
+    accounting: Duration::from_millis(500),
+};
+
+/// The quick run.
+pub const QUICK: Config = Config {
+    rounds: 1,
+    warmup: Duration::from_millis(100),
+    measure: Duration::from_millis(300),
+    accounting: Duration::from_millis(150),
+    ..FULL
+};
 
 impl Config {
     /// Tasks in all.

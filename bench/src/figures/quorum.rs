@@ -16,8 +16,7 @@ use lock_tests::RedisServer;
 use super::{Figure, Goal, Ratios, TsvLine, ahead_goal, own_row, ratio_row};
 use crate::format::{count, dur, dur_of, header, sig3, times};
 use crate::measure::{Bench, Blocks, CycleRun, Cycles, interleave_cycles, spread};
-use crate::ours::Ours;
-use crate::peers::{Redlock, Rslock};
+use crate::peers::{Ours, Redlock, Rslock};
 use crate::stats::median;
 use crate::workload::{uncontended, uncontended_sync};
 use crate::{Lib, Res, Results, step};
@@ -31,6 +30,20 @@ const MAX_OF_SINGLE: f64 = 1.3;
 
 /// The figure's shape.
 pub type Config = Blocks;
+
+/// The full run.
+pub const FULL: Config = Blocks {
+    warmup: 200,
+    rounds: 10,
+    block: 300,
+};
+
+/// The quick run.
+pub const QUICK: Config = Blocks {
+    warmup: 10,
+    rounds: 2,
+    block: 30,
+};
 
 /// The quorum figure.
 #[derive(Debug, Clone)]
