@@ -61,12 +61,12 @@ use std::time::{Duration, Instant};
 
 use lock_tests::RedisServer;
 
-use crate::figures::{p4, p5, p6, quorum};
+use crate::figures::{p3, p4, p5, p6, quorum};
 use crate::floor::{BenchPing, BenchSet, RedisBenchmark};
 use crate::measure::{Bench, Cycles, Rate};
 use crate::peers::Lib;
-use crate::probe::{Accounting, Counters, Machine, Probe};
-use crate::workload::{Handoff, Window};
+use crate::probe::{Counters, Machine, Probe};
+use crate::workload::Window;
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
@@ -107,14 +107,10 @@ pub struct Config {
     pub bench_ping_n: usize,
     /// redis-benchmark requests for `-t set -c 50`.
     pub bench_set_n: usize,
-    /// Discarded hand-offs before P3's samples.
-    pub p3_warmup: usize,
-    /// P3 samples, per library.
-    pub p3_samples: usize,
+    /// P3's shape.
+    pub p3: p3::Config,
     /// Untimed P1 cycles (and bare floor cycles) run under `MONITOR` to count round trips.
     pub accounting_cycles: usize,
-    /// Untimed P3 rounds run under `MONITOR` to count commands.
-    pub accounting_rounds: usize,
     /// P4's shape.
     pub p4: p4::Config,
     /// P5's shape.
@@ -139,10 +135,8 @@ impl Config {
             },
             bench_ping_n: 20_000,
             bench_set_n: 200_000,
-            p3_warmup: 20,
-            p3_samples: 2_000,
+            p3: p3::FULL,
             accounting_cycles: 200,
-            accounting_rounds: 20,
             p4: p4::FULL,
             p5: p5::FULL,
             p6: p6::FULL,
@@ -163,10 +157,8 @@ impl Config {
             },
             bench_ping_n: 1_000,
             bench_set_n: 10_000,
-            p3_warmup: 2,
-            p3_samples: 12,
+            p3: p3::QUICK,
             accounting_cycles: 20,
-            accounting_rounds: 3,
             p4: p4::QUICK,
             p5: p5::QUICK,
             p6: p6::QUICK,
@@ -213,17 +205,6 @@ pub struct P2 {
     pub rate: Rate,
 }
 
-/// One library's P3.
-#[derive(Debug, Clone)]
-pub struct P3 {
-    /// Which library.
-    pub lib: Lib,
-    /// The hand-off latencies.
-    pub handoff: Handoff,
-    /// Commands per round, from an untimed pass under `MONITOR`.
-    pub accounting: Accounting,
-}
-
 /// Everything one run measured.
 #[derive(Debug, Clone)]
 pub struct Results {
@@ -247,8 +228,8 @@ pub struct Results {
     pub p1: Vec<P1>,
     /// P2 per library.
     pub p2: Vec<P2>,
-    /// P3 per library.
-    pub p3: Vec<P3>,
+    /// P3.
+    pub p3: p3::P3,
     /// P4.
     pub p4: p4::P4,
     /// P5.
@@ -380,7 +361,7 @@ fn run(options: &Options) -> Res<()> {
     let bench = b.redis_benchmark.clone();
     let cycles = measure::cycles_phase(&b.rt, &mut b.probe, &b.server, &config, bench.as_ref())?;
     let rates = measure::throughput_phase(&b.rt, &mut b.probe, &b.server, &config, bench.as_ref())?;
-    let p3 = measure::handoff_phase(&b.rt, &mut b.probe, &b.server, &config)?;
+    let p3 = p3::measure(&mut b, config.p3)?;
     let floor = Floor {
         ping: cycles.ping,
         bare: cycles.bare,

@@ -7,8 +7,6 @@
 //! order rotating every round. Samples are pooled over the rounds; the spread of the
 //! per-round figures is kept to show the noise.
 
-use std::error::Error;
-
 use lock_tests::RedisServer;
 use tokio::runtime::Runtime;
 
@@ -17,10 +15,10 @@ use crate::peers::{Ours, Redlock, Rslock};
 use crate::probe::{Accounting, Counters, Cpu, Probe, account};
 use crate::stats::{Samples, Summary};
 use crate::workload::{
-    AsyncLocker, Handoff, SyncLocker, Throughput, Window, handoff, handoff_sync, partition_keys,
-    throughput, throughput_sync, uncontended, uncontended_sync,
+    AsyncLocker, SyncLocker, Throughput, Window, partition_keys, throughput, throughput_sync,
+    uncontended, uncontended_sync,
 };
-use crate::{BENCH_SET_CLIENTS, Config, Lib, P1, P2, P2_KEYS, P2_TASKS, P3, Res, step};
+use crate::{BENCH_SET_CLIENTS, Config, Lib, P1, P2, P2_KEYS, P2_TASKS, Res, step};
 
 /// What every figure is measured with: the runtime, the server (started by the bench) and
 /// the probe on it, and redis-benchmark if it is installed.
@@ -397,53 +395,4 @@ fn p2_async<L: AsyncLocker>(
             locker.release(guard).await
         }
     })
-}
-
-/// P3, one library after the other (their figures are orders of magnitude apart), each
-/// followed by an accounting pass.
-pub fn handoff_phase(
-    rt: &Runtime,
-    probe: &mut Probe,
-    server: &RedisServer,
-    config: &Config,
-) -> Res<Vec<P3>> {
-    let url = server.url();
-    let (warmup, n, rounds) = (
-        config.p3_warmup,
-        config.p3_samples,
-        config.accounting_rounds,
-    );
-    let mut rows = Vec::new();
-    let mut measure = |lib: Lib, run: &mut dyn FnMut(usize, usize) -> Res<Handoff>| -> Res<()> {
-        step(&format!("P3: hand-off, {}", lib.name()));
-        run(warmup, 0)?;
-        let handoff = run(0, n)?;
-        let accounting = account(probe, server.port(), rounds, || run(0, rounds).map(drop))?;
-        probe.flush()?;
-        rows.push(P3 {
-            lib,
-            handoff,
-            accounting,
-        });
-        Ok(())
-    };
-    let key = |lib: Lib| format!("bench:p3:{}", lib.id());
-    let (a, b) = rt.block_on(async {
-        Ok::<_, Box<dyn Error + Send + Sync>>((
-            Ours::connect(&url).await?,
-            Ours::connect(&url).await?,
-        ))
-    })?;
-    measure(Lib::Ours, &mut |w, n| {
-        rt.block_on(handoff(a.clone(), b.clone(), &key(Lib::Ours), w, n))
-    })?;
-    let (a, b) = (Rslock::new(&url), Rslock::new(&url));
-    measure(Lib::Rslock, &mut |w, n| {
-        rt.block_on(handoff(a.clone(), b.clone(), &key(Lib::Rslock), w, n))
-    })?;
-    let (a, b) = (Redlock::new(&url), Redlock::new(&url));
-    measure(Lib::Redlock, &mut |w, n| {
-        handoff_sync(&a, &b, &key(Lib::Redlock), w, n)
-    })?;
-    Ok(rows)
 }

@@ -158,6 +158,20 @@ impl Accounting {
         per_cycle_breakdown(&self.inner, self.cycles)
     }
 
+    /// Top-level commands per cycle and, apart, those scripts ran:
+    /// `EVALSHA 1.00, SET 1.00; in scripts: DEL 1.00, GET 1.00`.
+    pub fn described(&self) -> String {
+        if self.inner.is_empty() {
+            self.breakdown()
+        } else {
+            format!(
+                "{}; in scripts: {}",
+                self.breakdown(),
+                self.inner_breakdown()
+            )
+        }
+    }
+
     /// Which share of the calls of `name` were top-level (1 if it was not seen at all).
     pub fn top_level_share(&self, name: &str) -> f64 {
         let top = self.top.get(name).copied().unwrap_or(0) as f64;

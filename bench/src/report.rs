@@ -5,18 +5,15 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::P3;
-use crate::figures::{Figure, Goal, ahead_goal, paired_losses, rounds_goal};
+use crate::figures::{Figure, Goal, ahead_goal, p3, paired_losses, rounds_goal};
 use crate::format::{count, dur, minutes, sig3, times};
 use crate::measure::{Cycles, Rate};
-use crate::plots::{Bar, BarPanel, CdfSeries};
-use crate::workload::{Handoff, MIN_WAITER_HEAD_START, TTL};
+use crate::plots::{Bar, BarPanel};
+use crate::workload::TTL;
 use crate::{BENCH_SET_CLIENTS, Lib, P2_KEYS, P2_TASKS, Res, Results, plots};
 
 /// Where the plots go, relative to the output root.
 pub const PLOTS_DIR: &str = "bench/plots";
-/// The P3 CDF.
-pub const CDF_FILE: &str = "p3_handoff_cdf.svg";
 /// The P1 and P2 bars.
 pub const BARS_FILE: &str = "p1_p2_bars.svg";
 /// Machine-readable figures, relative to the output root.
@@ -31,12 +28,11 @@ const REGENERATE: &str = "cargo run --release -p lock-bench";
 // Goals, from the issue.
 const P1_MAX_RTT: f64 = 2.3;
 const P2_MIN_SET: f64 = 0.4;
-const P3_MAX_RTT: f64 = 5.0;
 
 impl Results {
     /// The figures, in the order of the report.
-    pub fn figures(&self) -> [&dyn Figure; 4] {
-        [&self.p4, &self.p5, &self.p6, &self.quorum]
+    pub fn figures(&self) -> [&dyn Figure; 5] {
+        [&self.p3, &self.p4, &self.p5, &self.p6, &self.quorum]
     }
 
     /// P1 of `lib`.
@@ -57,19 +53,6 @@ impl Results {
             .find(|r| r.lib == lib)
             .expect("P2 measured for every library")
             .rate
-    }
-
-    /// P3 of `lib`.
-    pub fn p3(&self, lib: Lib) -> &Handoff {
-        &self.p3_row(lib).handoff
-    }
-
-    /// P3 of `lib`, with the server's counts.
-    pub fn p3_row(&self, lib: Lib) -> &P3 {
-        self.p3
-            .iter()
-            .find(|r| r.lib == lib)
-            .expect("P3 measured for every library")
     }
 
     /// The round trip the goals are stated in: our own PING p50, microseconds.
@@ -94,7 +77,6 @@ fn goals(r: &Results) -> Vec<Goal> {
     let p1 = r.p1(Lib::Ours).cycle.mean;
     let p2 = r.p2(Lib::Ours).throughput.per_sec;
     let (set, set_name) = r.set_floor();
-    let p3 = r.p3(Lib::Ours).latency.p50;
     let mut goals = vec![
         Goal {
             name: "P1 uncontended acquire + release",
@@ -121,13 +103,6 @@ fn goals(r: &Results) -> Vec<Goal> {
             pass: p2 / set >= P2_MIN_SET,
             bound: p2_miss(r),
         },
-        Goal {
-            name: "P3 contended hand-off p50",
-            target: format!("≤ {P3_MAX_RTT} × PING RTT"),
-            measured: format!("{} (p50 {})", times(p3 / rtt), dur(p3)),
-            pass: p3 / rtt <= P3_MAX_RTT,
-            bound: p3_miss(r),
-        },
         ahead_goal(
             "P1 ahead of both peers",
             "lower time per cycle",
@@ -145,15 +120,6 @@ fn goals(r: &Results) -> Vec<Goal> {
             false,
             count,
             |peer| peers_miss(r, "P2", peer),
-        ),
-        ahead_goal(
-            "P3 ahead of both peers",
-            "lower p50 hand-off",
-            p3,
-            |l| r.p3(l).latency.p50,
-            true,
-            dur,
-            |peer| peers_miss(r, "P3", peer),
         ),
     ];
     let why = format!(
@@ -185,9 +151,7 @@ fn goals(r: &Results) -> Vec<Goal> {
 pub fn write_all(r: &Results, root: &Path) -> Res<Vec<PathBuf>> {
     let plots_dir = root.join(PLOTS_DIR);
     fs::create_dir_all(&plots_dir)?;
-    let cdf = plots_dir.join(CDF_FILE);
     let bars = plots_dir.join(BARS_FILE);
-    write_cdf(r, &cdf)?;
     write_bars(r, &bars)?;
     let mut figure_plots = Vec::new();
     for f in r.figures() {
@@ -197,36 +161,9 @@ pub fn write_all(r: &Results, root: &Path) -> Res<Vec<PathBuf>> {
     fs::write(&tsv, results_tsv(r))?;
     let md = root.join("BENCHMARKS.md");
     fs::write(&md, markdown(r))?;
-    let mut written = vec![md, cdf, bars, tsv];
+    let mut written = vec![md, bars, tsv];
     written.extend(figure_plots);
     Ok(written)
-}
-
-fn write_cdf(r: &Results, path: &Path) -> Res<()> {
-    let series: Vec<CdfSeries<'_>> =
-        r.p3.iter()
-            .map(|row| CdfSeries {
-                name: match non_positive(&row.handoff.latency) {
-                    0 => format!("{} (p50 {})", row.lib.name(), dur(row.handoff.latency.p50)),
-                    k => format!(
-                        "{} (p50 {}; {k} ≤ 0)",
-                        row.lib.name(),
-                        dur(row.handoff.latency.p50),
-                    ),
-                },
-                sorted_us: &row.handoff.latency.sorted_us,
-            })
-            .collect();
-    let goal_ms = P3_MAX_RTT * r.rtt() / 1000.0;
-    plots::cdf(
-        path,
-        "P3: contended hand-off, release returned -> waiter's acquire returned",
-        &series,
-        Some((
-            goal_ms,
-            format!("goal: {P3_MAX_RTT} × PING RTT = {}", dur(goal_ms * 1000.0)),
-        )),
-    )
 }
 
 fn write_bars(r: &Results, path: &Path) -> Res<()> {
@@ -350,16 +287,6 @@ fn results_tsv(r: &Results) -> String {
             row.throughput.per_sec / set,
             "x",
         );
-    }
-    for P3 {
-        lib, handoff: h, ..
-    } in &r.p3
-    {
-        let id = lib.id();
-        put(format!("p3.{id}.p50"), h.latency.p50, "us");
-        put(format!("p3.{id}.p99"), h.latency.p99, "us");
-        put(format!("p3.{id}.p999"), h.latency.p999, "us");
-        put(format!("p3.{id}.ratio_ping"), h.latency.p50 / rtt, "x");
     }
     for (id, value, unit) in r.figures().iter().flat_map(|f| f.tsv(r)) {
         put(id, value, unit);
@@ -490,7 +417,11 @@ fn markdown(r: &Results) -> String {
 
     // Figures.
     let _ = writeln!(w, "## Figures\n");
-    let _ = writeln!(w, "![P3 hand-off latency CDF]({PLOTS_DIR}/{CDF_FILE})\n");
+    let _ = writeln!(
+        w,
+        "![P3 hand-off latency CDF]({PLOTS_DIR}/{})\n",
+        p3::CDF_FILE
+    );
     let _ = writeln!(w, "![P1 and P2 bars]({PLOTS_DIR}/{BARS_FILE})\n");
 
     let _ = writeln!(w, "### Floor\n");
@@ -611,7 +542,7 @@ fn markdown(r: &Results) -> String {
                 times(ours1.cycle.mean / c.mean)
             },
             sig3(cy.round_trips_per_cycle()),
-            with_inner(&cy.accounting),
+            cy.accounting.described(),
             cpu_pair(
                 cy.client_cpu_us(),
                 cy.server_cpu_us(),
@@ -698,46 +629,6 @@ fn markdown(r: &Results) -> String {
         count((r.config.bench_set_n / r.config.p2_rounds) as f64)
     );
 
-    // P3.
-    let ours3 = r.p3(Lib::Ours);
-    let _ = writeln!(w, "### P3: contended hand-off, two clients, one key\n");
-    let _ = writeln!(
-        w,
-        "| Library | p50 | p99 | p999 | min | max | p50 ÷ PING p50 | lock-runtime p50 ÷ this p50 | round trips per round | commands per round | samples ≤ 0 | samples (discarded) |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for row in &r.p3 {
-        let l = &row.handoff.latency;
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) |",
-            row.lib.name(),
-            dur(l.p50),
-            dur(l.p99),
-            dur(l.p999),
-            dur(l.min),
-            dur(l.max),
-            times(l.p50 / rtt),
-            if row.lib == Lib::Ours {
-                "-".to_owned()
-            } else {
-                times(ours3.latency.p50 / l.p50)
-            },
-            sig3(row.accounting.round_trips_per_cycle()),
-            with_inner(&row.accounting),
-            share(non_positive(l), l.n),
-            count(l.n as f64),
-            row.handoff.discarded
-        );
-    }
-    let _ = writeln!(
-        w,
-        "\nA round is one hand-off: the holder's acquire and release and the waiter's whole wait, acquire and \
-         release. Its commands show how each waiter waits. A sample is at or below zero when the waiter's \
-         acquire returned before the holder's task resumed after its own release reply (both replies leave \
-         the server together); the plot's log scale draws such samples at 1 µs.\n"
-    );
-
     for f in r.figures() {
         w.push_str(&f.section(r));
     }
@@ -793,13 +684,6 @@ fn closing_note(w: &mut String, r: &Results) {
         w,
         "| P2 cycles per second | {a} | {b} | {} × {set_name} |",
         sig3(p2 / set)
-    );
-    let p3 = r.p3(Lib::Ours).latency.p50;
-    let [a, b] = ratio(p3, &|l| r.p3(l).latency.p50);
-    let _ = writeln!(
-        w,
-        "| P3 hand-off p50 | {a} | {b} | {} × PING RTT |",
-        sig3(p3 / r.rtt())
     );
     for [figure, a, b, other] in r.figures().iter().flat_map(|f| f.ratios(r)) {
         let _ = writeln!(w, "| {figure} | {a} | {b} | {other} |");
@@ -874,9 +758,9 @@ fn peers_miss(r: &Results, figure: &str, peer: Lib) -> String {
                 dur(p.server_cpu_us()),
                 dur(o.server_us_per_cycle()),
                 dur(p.server_us_per_cycle()),
-                with_inner(&o.accounting),
+                o.accounting.described(),
                 peer.name(),
-                with_inner(&p.accounting),
+                p.accounting.described(),
             )
         }
         "P2" => {
@@ -903,23 +787,7 @@ fn peers_miss(r: &Results, figure: &str, peer: Lib) -> String {
                 sig3(pt.cpu.server / pt.secs),
             )
         }
-        _ => {
-            let (o, p) = (r.p3_row(Lib::Ours), r.p3_row(peer));
-            format!(
-                "**P3: behind {}**, p50 {} against {} ({} against {} RTT). Per hand-off round \
-                 lock-runtime sends {} round trips ({}), {} sends {} ({}).",
-                peer.name(),
-                dur(o.handoff.latency.p50),
-                dur(p.handoff.latency.p50),
-                sig3(o.handoff.latency.p50 / r.rtt()),
-                sig3(p.handoff.latency.p50 / r.rtt()),
-                sig3(o.accounting.round_trips_per_cycle()),
-                with_inner(&o.accounting),
-                peer.name(),
-                sig3(p.accounting.round_trips_per_cycle()),
-                with_inner(&p.accounting),
-            )
-        }
+        _ => unreachable!("P1 and P2 only"),
     }
 }
 
@@ -932,20 +800,6 @@ fn p2_server_us_per_cycle(r: &Results, lib: Lib) -> f64 {
     counters.top_level_usec(accounting) / calls * accounting.per_cycle()
 }
 
-/// `0`, or `3 (0.15 %)`.
-fn share(k: usize, n: usize) -> String {
-    if k == 0 {
-        "0".to_owned()
-    } else {
-        format!("{k} ({} %)", sig3(k as f64 * 100.0 / n.max(1) as f64))
-    }
-}
-
-/// How many samples are at or below zero.
-fn non_positive(l: &crate::stats::Summary) -> usize {
-    l.sorted_us.partition_point(|us| *us <= 0.0)
-}
-
 /// `41.0 µs / 20.1 µs (6.2 µs)`.
 fn cpu_pair(client_us: f64, server_us: f64, in_commands_us: f64) -> String {
     format!(
@@ -954,15 +808,6 @@ fn cpu_pair(client_us: f64, server_us: f64, in_commands_us: f64) -> String {
         dur(server_us),
         dur(in_commands_us)
     )
-}
-
-/// `EVALSHA 2 (in scripts: GET 1, DEL 1)`.
-fn with_inner(a: &crate::probe::Accounting) -> String {
-    if a.inner.is_empty() {
-        a.breakdown()
-    } else {
-        format!("{}; in scripts: {}", a.breakdown(), a.inner_breakdown())
-    }
 }
 
 fn p1_miss(r: &Results) -> String {
@@ -994,7 +839,7 @@ fn p1_miss(r: &Results) -> String {
         dur(p1.cycle.mean),
         times(p1.cycle.mean / rtt),
         sig3(p1.round_trips_per_cycle()),
-        with_inner(&p1.accounting),
+        p1.accounting.described(),
         dur(bare.mean),
         times(bare.mean / rtt),
         dur(p1.cycle.mean - bare.mean),
@@ -1066,32 +911,6 @@ fn p2_miss(r: &Results) -> String {
     )
 }
 
-fn p3_miss(r: &Results) -> String {
-    let rtt = r.rtt();
-    let row = r.p3_row(Lib::Ours);
-    let l = &row.handoff.latency;
-    let seen = |name: &str| {
-        row.accounting.top.contains_key(name) || row.accounting.inner.contains_key(name)
-    };
-    let woken = seen("publish") || seen("subscribe");
-    let how = if woken {
-        "The release wakes the waiter (the server counted SUBSCRIBE/PUBLISH traffic in this run), so the \
-         hand-off is the notification's trip to the waiter's client plus one acquire round trip, plus the \
-         task wake-ups in between"
-    } else {
-        "No release notifications were seen (no SUBSCRIBE/PUBLISH in the server's counts): the waiter polls, \
-         so the hand-off is the remainder of its backoff sleep when the release lands, not round trips"
-    };
-    format!(
-        "**P3: hand-off p50 {} = {} RTT (p99 {}).** {how}. Per hand-off round: {} round trips; commands {}.",
-        dur(l.p50),
-        times(l.p50 / rtt),
-        dur(l.p99),
-        sig3(row.accounting.round_trips_per_cycle()),
-        with_inner(&row.accounting),
-    )
-}
-
 fn method(w: &mut String, r: &Results) {
     let c = &r.config;
     let _ = writeln!(w, "## Method\n");
@@ -1115,9 +934,9 @@ fn method(w: &mut String, r: &Results) {
          from `/proc/<pid>/stat`, over each timed block; at 10 ms per tick it is coarse for short blocks.",
         count(c.p1_warmup as f64),
         dur(c.p2_window.warmup.as_secs_f64() * 1e6),
-        c.p3_warmup,
+        c.p3.warmup,
         c.accounting_cycles,
-        c.accounting_rounds
+        c.p3.accounting
     );
     let _ = writeln!(
         w,
@@ -1151,17 +970,6 @@ fn method(w: &mut String, r: &Results) {
         dur(c.p2_window.warmup.as_secs_f64() * 1e6),
         count((c.bench_set_n / c.p2_rounds) as f64),
         count(c.bench_set_n as f64)
-    );
-    let _ = writeln!(
-        w,
-        "- **P3.** Two clients (two connections) on one key. Per sample the holder acquires, tells the waiter \
-         to start a waiting acquire, holds for 2-11 ms (the same cycling sequence for every library), releases, \
-         and notes when its release returned; the waiter notes when its acquire returned. The sample is the \
-         difference. A sample is discarded if the waiter started less than {} before the release (it might not \
-         have been waiting yet). lock-runtime waits with `.wait(60 s)`. A sample can come out negative: the \
-         holder's task may be scheduled a little after its release reply arrives, and the waiter's acquire \
-         can return first.",
-        dur(MIN_WAITER_HEAD_START.as_secs_f64() * 1e6)
     );
     for bullet in r.figures().iter().filter_map(|f| f.method(r)) {
         let _ = writeln!(w, "{bullet}");

@@ -4,6 +4,7 @@
 //! lock-runtime), its bullet of "Method", its plots, its lines of results.tsv and its rows
 //! of the closing note. `report.rs` only places them, in [`Results::figures`] order.
 
+pub mod p3;
 pub mod p4;
 pub mod p5;
 pub mod p6;

@@ -526,7 +526,7 @@ impl P6 {
 
 impl Figure for P6 {
     fn goals(&self, r: &Results) -> Vec<Goal> {
-        let p3_p50 = r.p3(Lib::Ours).latency.p50;
+        let p3_p50 = r.p3.p50(Lib::Ours);
         let ours = self.row(Lib::Ours);
         let c = &self.config;
         let cmds = ours.commands_per_handoff();
@@ -701,7 +701,7 @@ impl Figure for P6 {
 
     fn ratios(&self, r: &Results) -> Vec<Ratios> {
         let ours = self.row(Lib::Ours);
-        let p3 = r.p3(Lib::Ours).latency.p50;
+        let p3 = r.p3.p50(Lib::Ours);
         vec![
             ratio_row(
                 "P6 hand-off p50",
