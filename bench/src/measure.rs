@@ -1,24 +1,19 @@
-//! The measurement phases and their orchestration.
+//! How figures are measured, apart from what they measure: the context every figure runs
+//! in, and interleaving.
 //!
 //! The machine is shared, and its load drifts over minutes, so figures that are compared
-//! with each other are taken *interleaved*: P1 with its floors (our PINGs, the bare
-//! protocol cycle, redis-benchmark's PING) and P2 with its floors (redis-rs and
-//! redis-benchmark SET) run in rounds of short blocks, one block per subject per round, the
-//! order rotating every round. Samples are pooled over the rounds; the spread of the
-//! per-round figures is kept to show the noise.
+//! with each other are taken *interleaved*: in rounds of short blocks, one block per
+//! subject per round, the order rotating every round. Samples are pooled over the rounds;
+//! the spread of the per-round figures is kept to show the noise.
 
 use lock_tests::RedisServer;
 use tokio::runtime::Runtime;
 
-use crate::floor::{self, BenchPing, BenchSet, RedisBenchmark};
-use crate::peers::{Ours, Redlock, Rslock};
+use crate::Res;
+use crate::floor::RedisBenchmark;
 use crate::probe::{Accounting, Counters, Cpu, Probe, account};
 use crate::stats::{Samples, Summary};
-use crate::workload::{
-    AsyncLocker, SyncLocker, Throughput, Window, partition_keys, throughput, throughput_sync,
-    uncontended, uncontended_sync,
-};
-use crate::{BENCH_SET_CLIENTS, Config, Lib, P1, P2, P2_KEYS, P2_TASKS, Res, step};
+use crate::workload::Throughput;
 
 /// What every figure is measured with: the runtime, the server (started by the bench) and
 /// the probe on it, and redis-benchmark if it is installed.
@@ -184,81 +179,6 @@ pub fn account_each(
     Ok(())
 }
 
-/// What the cycles phase measured: P1 and its floors.
-pub struct CyclesPhase {
-    /// Our PINGs.
-    pub ping: Cycles,
-    /// The bare protocol cycle.
-    pub bare: Cycles,
-    /// redis-benchmark's PING, one run per round, combined.
-    pub bench_ping: Option<BenchPing>,
-    /// P1 per library.
-    pub p1: Vec<P1>,
-}
-
-/// P1 and its floors, interleaved.
-pub fn cycles_phase(
-    rt: &Runtime,
-    probe: &mut Probe,
-    server: &RedisServer,
-    config: &Config,
-    bench: Option<&RedisBenchmark>,
-) -> Res<CyclesPhase> {
-    step("P1 and floor: uncontended cycles, PING and bare protocol, interleaved");
-    let url = server.url();
-    let ping_conn = rt.block_on(floor::connection_manager(&url))?;
-    let bare_conn = rt.block_on(floor::connection_manager(&url))?;
-    let ours = rt.block_on(Ours::connect(&url))?;
-    let rslock = Rslock::new(&url);
-    let redlock = Redlock::new(&url);
-    let key = |lib: Lib| format!("bench:p1:{}", lib.id());
-    let mut subjects: Vec<CycleRun<'_>> = vec![
-        Box::new(|w, n| rt.block_on(floor::ping(&ping_conn, w, n))),
-        Box::new(|w, n| rt.block_on(floor::bare_cycle(&bare_conn, w, n))),
-        Box::new(|w, n| rt.block_on(uncontended(&ours, &key(Lib::Ours), w, n))),
-        Box::new(|w, n| rt.block_on(uncontended(&rslock, &key(Lib::Rslock), w, n))),
-        Box::new(|w, n| uncontended_sync(&redlock, &key(Lib::Redlock), w, n)),
-    ];
-    let blocks = Blocks {
-        warmup: config.p1_warmup,
-        rounds: config.p1_rounds,
-        block: config.p1_block,
-    };
-    let mut bench_pings = Vec::new();
-    let mut measured = interleave_cycles(&mut subjects, blocks, Some(probe), |_round| {
-        if let Some(rb) = bench {
-            bench_pings.push(rb.ping(server.port(), config.bench_ping_n / blocks.rounds)?);
-        }
-        Ok(())
-    })?;
-    account_each(
-        probe,
-        server.port(),
-        &mut subjects,
-        &mut measured,
-        config.accounting_cycles,
-    )?;
-    probe.flush()?;
-    let mut take = || measured.remove(0);
-    let (ping, bare) = (take(), take());
-    let p1 = [Lib::Ours, Lib::Rslock, Lib::Redlock]
-        .into_iter()
-        .map(|lib| P1 {
-            lib,
-            cycles: take(),
-        })
-        .collect();
-    Ok(CyclesPhase {
-        ping,
-        bare,
-        bench_ping: BenchPing::combine(&bench_pings),
-        p1,
-    })
-}
-
-/// One subject of an interleaved throughput run.
-type ThroughputRun<'a> = Box<dyn FnMut(Window) -> Res<Throughput> + 'a>;
-
 /// A closed-loop throughput, pooled over the rounds of an interleaved run.
 #[derive(Debug, Clone, Default)]
 pub struct Rate {
@@ -271,7 +191,8 @@ pub struct Rate {
 }
 
 impl Rate {
-    fn add(&mut self, t: Throughput, counters: &Counters) {
+    /// Adds one round's run and what the server counted during it.
+    pub fn add(&mut self, t: Throughput, counters: &Counters) {
         self.round_rates.push(t.per_sec);
         self.counters.add(counters);
         let p = &mut self.throughput;
@@ -289,110 +210,4 @@ impl Rate {
     pub fn spread(&self) -> (f64, f64) {
         spread(&self.round_rates)
     }
-}
-
-/// What the throughput phase measured: P2 and its floors.
-pub struct ThroughputPhase {
-    /// SET from redis-rs, [`P2_TASKS`] tasks on one connection.
-    pub set: Rate,
-    /// redis-benchmark SET, one run per round, combined.
-    pub bench_set: Option<BenchSet>,
-    /// What the server counted during the redis-benchmark runs.
-    pub bench_set_counters: Option<Counters>,
-    /// P2 per library.
-    pub p2: Vec<P2>,
-}
-
-/// P2 and its floors, interleaved.
-pub fn throughput_phase(
-    rt: &Runtime,
-    probe: &mut Probe,
-    server: &RedisServer,
-    config: &Config,
-    bench: Option<&RedisBenchmark>,
-) -> Res<ThroughputPhase> {
-    step("P2 and floor: throughput and SET, interleaved");
-    let url = server.url();
-    let window = config.p2_window;
-    let set_conn = rt.block_on(floor::connection_manager(&url))?;
-    let ours = rt.block_on(Ours::connect(&url))?;
-    let rslock = Rslock::new(&url);
-    let redlock = Redlock::new(&url);
-    let redlock_keys = partition_keys("bench:p2:redlock", P2_TASKS, P2_KEYS);
-    let mut subjects: Vec<ThroughputRun<'_>> = vec![
-        Box::new(|w| {
-            rt.block_on(floor::set_throughput(
-                set_conn.clone(),
-                P2_TASKS,
-                P2_KEYS,
-                w,
-            ))
-        }),
-        Box::new(|w| rt.block_on(p2_async(ours.clone(), Lib::Ours, w))),
-        Box::new(|w| rt.block_on(p2_async(rslock.clone(), Lib::Rslock, w))),
-        Box::new(|w| {
-            throughput_sync(P2_TASKS, w, |task, i| {
-                let mine = &redlock_keys[task];
-                let guard = redlock.acquire(&mine[i as usize % mine.len()])?;
-                redlock.release(guard)
-            })
-        }),
-    ];
-    let n = subjects.len();
-    let mut rates = vec![Rate::default(); n];
-    let mut bench_sets = Vec::new();
-    let mut bench_counters = Counters::default();
-    for round in 0..config.p2_rounds {
-        for i in rotated(round, n) {
-            probe.reset()?;
-            let t = subjects[i](window)?;
-            let counters = probe.counters()?;
-            rates[i].add(t, &counters);
-            probe.flush()?;
-        }
-        if let Some(rb) = bench {
-            probe.reset()?;
-            let requests = config.bench_set_n / config.p2_rounds;
-            let cpu = Cpu::now();
-            let set = rb.set(server.port(), requests, BENCH_SET_CLIENTS)?;
-            let cpu = Cpu::now().since(cpu);
-            bench_sets.push(BenchSet {
-                server_cpu_us: cpu.server * 1e6 / requests as f64,
-                ..set
-            });
-            bench_counters.add(&probe.counters()?);
-            probe.flush()?;
-        }
-    }
-    let mut rates = rates.into_iter();
-    let set = rates.next().expect("the SET floor was measured");
-    let p2 = [Lib::Ours, Lib::Rslock, Lib::Redlock]
-        .into_iter()
-        .zip(rates)
-        .map(|(lib, rate)| P2 { lib, rate })
-        .collect();
-    Ok(ThroughputPhase {
-        set,
-        bench_set: BenchSet::combine(&bench_sets),
-        bench_set_counters: bench.map(|_| bench_counters),
-        p2,
-    })
-}
-
-/// P2's closed loop for an async library: each task acquires and releases its own keys.
-fn p2_async<L: AsyncLocker>(
-    locker: L,
-    lib: Lib,
-    window: Window,
-) -> impl Future<Output = Res<Throughput>> {
-    let keys = partition_keys(&format!("bench:p2:{}", lib.id()), P2_TASKS, P2_KEYS);
-    throughput(P2_TASKS, window, move |task, i| {
-        let locker = locker.clone();
-        let mine = &keys[task];
-        let key = mine[i as usize % mine.len()].clone();
-        async move {
-            let guard = locker.acquire(key).await?;
-            locker.release(guard).await
-        }
-    })
 }

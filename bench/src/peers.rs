@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use lock_runtime::{LockClient, LockGuard};
 
+use crate::Res;
+use crate::figures::p2::TASKS as P2_TASKS;
 use crate::workload::{AsyncLocker, SyncLocker, TTL};
-use crate::{P2_TASKS, Res};
 
 /// Which lock implementation a row is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,8 @@
 //! lock-runtime), its bullet of "Method", its plots, its lines of results.tsv and its rows
 //! of the closing note. `report.rs` only places them, in [`Results::figures`] order.
 
+pub mod p1;
+pub mod p2;
 pub mod p3;
 pub mod p4;
 pub mod p5;

@@ -122,8 +122,8 @@ impl Figure for Quorum {
     fn goals(&self, r: &Results) -> Vec<Goal> {
         let ours = self.row(Lib::Ours);
         let ratio = self.ratio_to_single(ours);
-        let round_trips = r.p1(Lib::Ours).round_trips_per_cycle();
-        let fan_out = |lib: Lib| self.row(lib).cycle.mean / r.p1(lib).cycle.mean;
+        let round_trips = r.p1.row(Lib::Ours).round_trips_per_cycle();
+        let fan_out = |lib: Lib| self.row(lib).cycle.mean / r.p1.row(lib).cycle.mean;
         vec![
             Goal {
                 name: "Quorum of 5: uncontended cycle",
@@ -170,8 +170,8 @@ impl Figure for Quorum {
                         dur(ours.cycle.mean),
                         dur(self.row(peer).cycle.mean),
                         times(ours.cycle.mean / self.row(peer).cycle.mean),
-                        dur(r.p1(Lib::Ours).cycle.mean),
-                        dur(r.p1(peer).cycle.mean),
+                        dur(r.p1.row(Lib::Ours).cycle.mean),
+                        dur(r.p1.row(peer).cycle.mean),
                         times(fan_out(Lib::Ours)),
                         peer.name(),
                         times(fan_out(peer)),
