@@ -51,24 +51,6 @@ impl Counters {
         self.calls.get(name).copied().unwrap_or(0)
     }
 
-    /// Every command except the probe's own (`INFO`, `CONFIG ...`): what the clients sent.
-    pub fn client_commands(&self) -> u64 {
-        self.calls
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(_, calls)| calls)
-            .sum()
-    }
-
-    /// Server time spent in every client command, in microseconds.
-    pub fn client_usec(&self) -> u64 {
-        self.usec
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(_, usec)| usec)
-            .sum()
-    }
-
     /// Mean server time per call of `name`, in microseconds.
     pub fn usec_per_call(&self, name: &str) -> f64 {
         self.usec.get(name).copied().unwrap_or(0) as f64 / self.get(name).max(1) as f64
@@ -531,7 +513,6 @@ mod tests {
         c.calls.insert("eval".into(), 1);
         c.calls.insert("info".into(), 3);
         c.calls.insert("config|resetstat".into(), 1);
-        assert_eq!(c.client_commands(), 11);
         assert_eq!(c.script_calls(), 11);
         assert_eq!(c.breakdown(), "EVAL 1, EVALSHA 10");
     }

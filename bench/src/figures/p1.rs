@@ -181,7 +181,7 @@ impl P1 {
             "**P1: {} per cycle = {} RTT.** lock-runtime sends {} round trips per cycle ({}). The \
              protocol's minimum, `SET NX PX` then the compare-and-delete script sent bare through \
              redis-rs on the same kind of connection, takes {} = {} RTT, {floor_note}. lock-runtime \
-             takes {} more per cycle than that. Its commands cost the server {} of execution per cycle \
+             takes {} {} per cycle than that. Its commands cost the server {} of execution per cycle \
              against {} for the bare pair (`INFO commandstats`), and the client process spends {} of \
              CPU per cycle against {} for the bare pair: lock-runtime's own work per acquire and \
              release (token, lease, renewal scheduler, futures) and the task wake-ups it causes.",
@@ -191,7 +191,12 @@ impl P1 {
             p1.accounting.described(),
             dur(bare.cycle.mean),
             times(bare.cycle.mean / rtt),
-            dur(p1.cycle.mean - bare.cycle.mean),
+            dur((p1.cycle.mean - bare.cycle.mean).abs()),
+            if p1.cycle.mean >= bare.cycle.mean {
+                "more"
+            } else {
+                "less"
+            },
             dur(p1.server_us_per_cycle()),
             dur(bare.server_us_per_cycle()),
             dur(p1.client_cpu_us()),

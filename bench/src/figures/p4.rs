@@ -359,78 +359,69 @@ impl Figure for P4 {
             .iter()
             .map(|b| mib(*b.max(&0) as u64))
             .collect();
-        let rows = [
-            (
-                "TTL, renewal period (TTL/3), counted window".to_owned(),
-                format!(
-                    "{}, {}, {} = {} ticks",
-                    dur_of(c.ttl),
-                    dur_of(self.period()),
-                    dur_of(self.window),
-                    sig3(self.ticks())
-                ),
-            ),
-            (
-                "renewal commands (EVALSHA + EVAL) counted by the server in the window".to_owned(),
-                count(self.counters.script_calls() as f64),
-            ),
-            (
-                "commands the server counted in the window (those run inside scripts included)"
-                    .to_owned(),
-                self.counters.breakdown(),
-            ),
-            (
-                "renewal commands per tick".to_owned(),
-                count(self.renewals_per_tick()),
-            ),
-            (
-                "round trips per 100 held locks per tick".to_owned(),
-                sig3(self.round_trips_per_100_per_tick()),
-            ),
-            (
-                "RSS per held lock: growth from before acquiring to after acquiring".to_owned(),
-                format!(
-                    "{} B ({} → {})",
-                    count(self.rss_per_lock()),
-                    mib(self.rss[0]),
-                    mib(self.rss[1])
-                ),
-            ),
-            (
-                "RSS per held lock: growth from before acquiring to the end of the hold".to_owned(),
-                format!(
-                    "{} B ({})",
-                    count(self.rss_per_lock_after_hold()),
-                    mib(self.rss[2])
-                ),
-            ),
-            (
-                "VmRSS after acquiring, then once per renewal period while held".to_owned(),
-                format!("{}, {}", mib(self.rss[1]), self.rss_by_period_text()),
-            ),
-            (
-                format!(
-                    "live heap per held lock (bench's counting allocator): after acquiring, after {} renewal periods",
-                    sig3(self.periods_held())
-                ),
-                format!("{} B, {} B", count(heap_acquired), count(heap_held)),
-            ),
-            (
-                "live heap once per renewal period while held".to_owned(),
-                heap_by_period.join(", "),
-            ),
-            (
-                format!("time to acquire them all ({TASKS} tasks)"),
-                dur(self.acquire_secs * 1e6),
-            ),
-            (
-                "locks declared lost during the hold".to_owned(),
-                self.lost.to_string(),
-            ),
-        ];
-        for (figure, value) in rows {
+        let mut row = |figure: &str, value: String| {
             let _ = writeln!(w, "| {figure} | {value} |");
-        }
+        };
+        row(
+            "TTL, renewal period (TTL/3), counted window",
+            format!(
+                "{}, {}, {} = {} ticks",
+                dur_of(c.ttl),
+                dur_of(self.period()),
+                dur_of(self.window),
+                sig3(self.ticks())
+            ),
+        );
+        row(
+            "renewal commands (EVALSHA + EVAL) counted by the server in the window",
+            count(self.counters.script_calls() as f64),
+        );
+        row(
+            "commands the server counted in the window (those run inside scripts included)",
+            self.counters.breakdown(),
+        );
+        row("renewal commands per tick", count(self.renewals_per_tick()));
+        row(
+            "round trips per 100 held locks per tick",
+            sig3(self.round_trips_per_100_per_tick()),
+        );
+        row(
+            "RSS per held lock: growth from before acquiring to after acquiring",
+            format!(
+                "{} B ({} → {})",
+                count(self.rss_per_lock()),
+                mib(self.rss[0]),
+                mib(self.rss[1])
+            ),
+        );
+        row(
+            "RSS per held lock: growth from before acquiring to the end of the hold",
+            format!(
+                "{} B ({})",
+                count(self.rss_per_lock_after_hold()),
+                mib(self.rss[2])
+            ),
+        );
+        row(
+            "VmRSS after acquiring, then once per renewal period while held",
+            format!("{}, {}", mib(self.rss[1]), self.rss_by_period_text()),
+        );
+        row(
+            &format!(
+                "live heap per held lock (bench's counting allocator): after acquiring, after {} renewal periods",
+                sig3(self.periods_held())
+            ),
+            format!("{} B, {} B", count(heap_acquired), count(heap_held)),
+        );
+        row(
+            "live heap once per renewal period while held",
+            heap_by_period.join(", "),
+        );
+        row(
+            &format!("time to acquire them all ({TASKS} tasks)"),
+            dur(self.acquire_secs * 1e6),
+        );
+        row("locks declared lost during the hold", self.lost.to_string());
         let _ = writeln!(w);
         w
     }

@@ -168,7 +168,11 @@ impl Figure for P5 {
                  the body runs) and the rest in what the attribute adds around it.",
                 self.ratio,
                 self.run_ratio,
-                pct_of(self.run_ratio - 1.0, self.ratio - 1.0),
+                if self.run_ratio >= self.ratio {
+                    "all".to_owned()
+                } else {
+                    pct_of(self.run_ratio - 1.0, self.ratio - 1.0)
+                },
             ),
         }]
     }

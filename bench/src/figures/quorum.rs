@@ -140,8 +140,8 @@ impl Figure for Quorum {
                      asked at once, so the round trips overlap, but each of the {} round trips \
                      (P1's count) now waits for the slowest of the first {} answers, and the client \
                      sends, and the machine's {} CPUs serve, {NODES} times the requests ({} \
-                     `redis-server` processes share them). The peers pay the same: on {NODES} nodes \
-                     rslock takes {} and redlock {} its single-node P1 cycle.",
+                     `redis-server` processes share them). For comparison, on {NODES} nodes rslock \
+                     takes {} and redlock {} its single-node cycle in P1.",
                     sig3(ratio),
                     dur(ours.cycle.mean - self.single.cycle.mean),
                     sig3(round_trips),
@@ -162,8 +162,8 @@ impl Figure for Quorum {
                 |peer| {
                     format!(
                         "**Quorum: behind {}**, {} against {} per cycle ({}). On one node \
-                         (P1) lock-runtime took {} against its {}; on {NODES} nodes its cycle \
-                         grew {} and {}'s {}, so the gap is in the fan-out: the client CPU \
+                         (P1) lock-runtime took {} against {}'s {}; on {NODES} nodes its \
+                         cycle grew {} and {}'s {}, so the gap is in the fan-out: the client CPU \
                          spent sending and collecting {NODES} requests per step on {} CPUs \
                          shared with {} `redis-server` processes.",
                         peer.name(),
@@ -171,6 +171,7 @@ impl Figure for Quorum {
                         dur(self.row(peer).cycle.mean),
                         times(ours.cycle.mean / self.row(peer).cycle.mean),
                         dur(r.p1.row(Lib::Ours).cycle.mean),
+                        peer.name(),
                         dur(r.p1.row(peer).cycle.mean),
                         times(fan_out(Lib::Ours)),
                         peer.name(),
