@@ -69,47 +69,11 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Each figure's shape: the full run, or a few seconds' worth with `--quick`.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Whether this is the quick run.
-    pub quick: bool,
-    /// P1's shape.
-    pub p1: p1::Config,
-    /// P2's shape.
-    pub p2: p2::Config,
-    /// P3's shape.
-    pub p3: p3::Config,
-    /// P4's shape.
-    pub p4: p4::Config,
-    /// P5's shape.
-    pub p5: p5::Config,
-    /// P6's shape.
-    pub p6: p6::Config,
-    /// The quorum figure's shape.
-    pub quorum: quorum::Config,
-}
-
-impl Config {
-    fn new(quick: bool) -> Config {
-        Config {
-            quick,
-            p1: if quick { p1::QUICK } else { p1::FULL },
-            p2: if quick { p2::QUICK } else { p2::FULL },
-            p3: if quick { p3::QUICK } else { p3::FULL },
-            p4: if quick { p4::QUICK } else { p4::FULL },
-            p5: if quick { p5::QUICK } else { p5::FULL },
-            p6: if quick { p6::QUICK } else { p6::FULL },
-            quorum: if quick { quorum::QUICK } else { quorum::FULL },
-        }
-    }
-}
-
 /// Everything one run measured.
 #[derive(Debug, Clone)]
 pub struct Results {
-    /// Sample counts used.
-    pub config: Config,
+    /// Whether this was the quick run (each figure keeps the shape it was measured with).
+    pub quick: bool,
     /// Where.
     pub machine: Machine,
     /// Load average when the run ended.
@@ -222,7 +186,7 @@ fn main() -> ExitCode {
 }
 
 fn run(options: &Options) -> Res<()> {
-    let config = Config::new(options.quick);
+    let quick = options.quick;
     let out = match (&options.out, options.quick) {
         (Some(dir), _) => dir.clone(),
         (None, true) => env::temp_dir().join(format!("lock-bench-{}", std::process::id())),
@@ -233,7 +197,7 @@ fn run(options: &Options) -> Res<()> {
     let machine = Machine::detect();
     eprintln!(
         "lock-bench: {} run on {} ({} CPUs), load average {}",
-        if config.quick { "quick" } else { "full" },
+        if quick { "quick" } else { "full" },
         machine.cpu,
         machine.cpus,
         machine.load_at_start
@@ -273,18 +237,18 @@ fn run(options: &Options) -> Res<()> {
 
     // P4 first, while the heap is fresh, so that the RSS growth it reports is not absorbed
     // by memory that earlier measurements freed.
-    let p4 = p4::measure(&mut b, config.p4)?;
-    let p1 = p1::measure(&mut b, config.p1)?;
-    let p2 = p2::measure(&mut b, config.p2)?;
-    let p3 = p3::measure(&mut b, config.p3)?;
-    let p6 = p6::measure(&mut b, config.p6)?;
-    let quorum = quorum::measure(&mut b, config.quorum)?;
-    let p5 = p5::measure(&mut b, config.p5)?;
+    let p4 = p4::measure(&mut b, shape(quick, p4::FULL, p4::QUICK))?;
+    let p1 = p1::measure(&mut b, shape(quick, p1::FULL, p1::QUICK))?;
+    let p2 = p2::measure(&mut b, shape(quick, p2::FULL, p2::QUICK))?;
+    let p3 = p3::measure(&mut b, shape(quick, p3::FULL, p3::QUICK))?;
+    let p6 = p6::measure(&mut b, shape(quick, p6::FULL, p6::QUICK))?;
+    let quorum = quorum::measure(&mut b, shape(quick, quorum::FULL, quorum::QUICK))?;
+    let p5 = p5::measure(&mut b, shape(quick, p5::FULL, p5::QUICK))?;
     let redis_benchmark = b.redis_benchmark.take();
     drop(b);
 
     let results = Results {
-        config,
+        quick,
         machine,
         load_at_end: probe::load_average(),
         redis_version,
@@ -306,6 +270,11 @@ fn run(options: &Options) -> Res<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A figure's shape: `full`, or `fast` for the quick run.
+fn shape<C>(quick: bool, full: C, fast: C) -> C {
+    if quick { fast } else { full }
 }
 
 /// Prints a progress line.

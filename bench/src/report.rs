@@ -59,7 +59,7 @@ pub fn summary(r: &Results) -> String {
     let _ = writeln!(
         out,
         "\nlock-bench results ({} run, {})",
-        if r.config.quick { "quick" } else { "full" },
+        if r.quick { "quick" } else { "full" },
         r.date
     );
     for g in goals(r) {
@@ -106,6 +106,7 @@ fn markdown(r: &Results) -> String {
     } else {
         let _ = writeln!(w, "### Missed goals, and what bounds them\n");
         for g in missed {
+            debug_assert!(!g.bound.is_empty(), "{} is missed with no bound", g.name);
             let _ = writeln!(w, "- {}\n", g.bound);
         }
     }
@@ -146,7 +147,7 @@ fn run_table(w: &mut String, r: &Results) {
          `{PLOTS_DIR}/`. `scripts/bench --quick` is a smoke run of a few seconds that writes to a \
          temporary directory instead.\n"
     );
-    if r.config.quick {
+    if r.quick {
         let _ = writeln!(
             w,
             "> **Quick run:** tiny sample counts, for checking that the bench works. Do not compare these figures.\n"
@@ -213,7 +214,6 @@ fn run_table(w: &mut String, r: &Results) {
 
 /// How the figures were taken: what they share, then each figure's bullet, then the peers.
 fn method(w: &mut String, r: &Results) {
-    let c = &r.config;
     let _ = writeln!(w, "## Method\n");
     let _ = writeln!(
         w,
@@ -233,11 +233,11 @@ fn method(w: &mut String, r: &Results) {
          per cycle are those writes per cycle; a new TCP connection's handshake is not in them (see the \
          connections column). CPU time is `utime + stime` of this process (the clients) and of redis-server \
          from `/proc/<pid>/stat`, over each timed block; at 10 ms per tick it is coarse for short blocks.",
-        crate::format::count(c.p1.blocks.warmup as f64),
-        crate::format::dur_of(c.p2.window.warmup),
-        c.p3.warmup,
-        c.p1.accounting,
-        c.p3.accounting
+        crate::format::count(r.p1.config.blocks.warmup as f64),
+        crate::format::dur_of(r.p2.config.window.warmup),
+        r.p3.config.warmup,
+        r.p1.config.accounting,
+        r.p3.config.accounting
     );
     let _ = writeln!(
         w,

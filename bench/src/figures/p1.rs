@@ -209,7 +209,7 @@ impl P1 {
         let (o, p) = (self.row(Lib::Ours), self.row(peer));
         format!(
             "**P1: behind {}**, {} against {} per cycle ({}), slower in {} of {} interleaved rounds. \
-             Both send {} and {} round trips. Per cycle, client CPU {} against {}; server CPU {} \
+             lock-runtime sends {} round trips per cycle, {} {}. Per cycle, client CPU {} against {}; server CPU {} \
              against {}, of which executing commands {} against {}. lock-runtime sends {}; {} sends {}.",
             peer.name(),
             dur(o.cycle.mean),
@@ -218,6 +218,7 @@ impl P1 {
             paired_losses(&o.block_means, &p.block_means, true),
             o.block_means.len(),
             sig3(o.round_trips_per_cycle()),
+            peer.name(),
             sig3(p.round_trips_per_cycle()),
             dur(o.client_cpu_us()),
             dur(p.client_cpu_us()),
