@@ -54,6 +54,15 @@ impl Lib {
 /// How long a P3 waiter may wait before giving up: far longer than any hand-off.
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The entry of `lib` in figures kept per library.
+pub fn of<T>(rows: &[(Lib, T)], lib: Lib) -> &T {
+    &rows
+        .iter()
+        .find(|(l, _)| *l == lib)
+        .expect("every library is measured")
+        .1
+}
+
 /// lock-runtime as an [`AsyncLocker`]: `lock(key).ttl(10s)` with its defaults (watchdog
 /// on, no fencing, default backoff), and `.wait(60s)` for waiting.
 #[derive(Clone, Debug)]

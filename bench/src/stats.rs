@@ -50,6 +50,13 @@ impl Samples {
     }
 }
 
+impl From<Vec<f64>> for Samples {
+    /// Samples already taken, in microseconds.
+    fn from(us: Vec<f64>) -> Self {
+        Samples { us }
+    }
+}
+
 /// A summary of [`Samples`], in microseconds, with the sorted samples kept for plots.
 #[derive(Debug, Clone)]
 pub struct Summary {

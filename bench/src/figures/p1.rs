@@ -13,7 +13,7 @@ use super::{Figure, Goal, Ratios, TsvLine, ahead_goal, paired_losses, ratio_row,
 use crate::floor::{self, BenchPing};
 use crate::format::{count, dur, header, sig3, times};
 use crate::measure::{Bench, Blocks, CycleRun, Cycles, account_each, interleave_cycles};
-use crate::peers::{Ours, Redlock, Rslock};
+use crate::peers::{Ours, Redlock, Rslock, of};
 use crate::plots::{Bar, BarPanel};
 use crate::workload::{uncontended, uncontended_sync};
 use crate::{Lib, Res, Results, step};
@@ -72,12 +72,7 @@ pub struct P1 {
 impl P1 {
     /// The cycles of `lib`.
     pub fn row(&self, lib: Lib) -> &Cycles {
-        &self
-            .rows
-            .iter()
-            .find(|(l, _)| *l == lib)
-            .expect("every library is measured")
-            .1
+        of(&self.rows, lib)
     }
 
     /// The mean cycle of `lib`, microseconds.

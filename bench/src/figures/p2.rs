@@ -14,7 +14,7 @@ use super::{Figure, Goal, Ratios, TsvLine, ahead_goal, paired_losses, ratio_row,
 use crate::floor::{self, BenchSet};
 use crate::format::{count, dur, header, sig3, times};
 use crate::measure::{Bench, Rate, rotated};
-use crate::peers::{Ours, Redlock, Rslock};
+use crate::peers::{Ours, Redlock, Rslock, of};
 use crate::plots::{Bar, BarPanel};
 use crate::probe::{Counters, Cpu};
 use crate::workload::{
@@ -161,12 +161,7 @@ fn closed_loop<L: AsyncLocker>(
 impl P2 {
     /// The rate of `lib`.
     pub fn row(&self, lib: Lib) -> &Rate {
-        &self
-            .rows
-            .iter()
-            .find(|(l, _)| *l == lib)
-            .expect("every library is measured")
-            .1
+        of(&self.rows, lib)
     }
 
     /// Cycles per second of `lib`.

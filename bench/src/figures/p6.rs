@@ -24,7 +24,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use plotters::prelude::*;
-use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
 use super::{Figure, Goal, Ratios, TsvLine, peers_list, ratio_row};
@@ -342,46 +341,26 @@ fn window_redlock(lockers: &[Redlock], key: &str, config: &Config, span: Span) -
     })
 }
 
-/// Clients of every library, connected.
-struct Subjects {
-    ours: Vec<Ours>,
-    rslock: Vec<Rslock>,
-    redlock: Vec<Redlock>,
-}
-
-impl Subjects {
-    fn window(
-        &self,
-        rt: &Runtime,
-        lib: Lib,
-        key: &str,
-        config: &Config,
-        span: Span,
-    ) -> Res<Recorded> {
-        match lib {
-            Lib::Ours => rt.block_on(window_async(&self.ours, key, config, span)),
-            Lib::Rslock => rt.block_on(window_async(&self.rslock, key, config, span)),
-            Lib::Redlock => window_redlock(&self.redlock, key, config, span),
-        }
-    }
-}
-
 /// Measures P6 for every library, interleaved.
 pub fn measure(b: &mut Bench, config: Config) -> Res<P6> {
     step("P6: many waiters, 4 clients × 16 tasks on one key");
     let (rt, probe, url, port) = (&b.rt, &mut b.probe, &b.server.url(), b.server.port());
     let libs = [Lib::Ours, Lib::Rslock, Lib::Redlock];
-    let subjects = Subjects {
-        ours: (0..config.clients)
-            .map(|_| rt.block_on(Ours::connect(url)))
-            .collect::<Res<_>>()?,
-        rslock: (0..config.clients).map(|_| Rslock::new(url)).collect(),
-        redlock: (0..config.clients).map(|_| Redlock::new(url)).collect(),
-    };
+    let ours: Vec<Ours> = (0..config.clients)
+        .map(|_| rt.block_on(Ours::connect(url)))
+        .collect::<Res<_>>()?;
+    let rslock: Vec<Rslock> = (0..config.clients).map(|_| Rslock::new(url)).collect();
+    let redlock: Vec<Redlock> = (0..config.clients).map(|_| Redlock::new(url)).collect();
+    // One window of `lib` on a fresh key.
     let mut windows = 0usize;
-    let mut key = |lib: Lib| {
+    let mut window = |lib: Lib, span: Span| {
         windows += 1;
-        format!("bench:p6:{}:{windows}", lib.id())
+        let key = format!("bench:p6:{}:{windows}", lib.id());
+        match lib {
+            Lib::Ours => rt.block_on(window_async(&ours, &key, &config, span)),
+            Lib::Rslock => rt.block_on(window_async(&rslock, &key, &config, span)),
+            Lib::Redlock => window_redlock(&redlock, &key, &config, span),
+        }
     };
     let mut merged: Vec<(Recorded, Counters)> = libs
         .iter()
@@ -397,20 +376,13 @@ pub fn measure(b: &mut Bench, config: Config) -> Res<P6> {
         .collect();
     for round in 0..config.rounds {
         for i in rotated(round, libs.len()) {
-            let lib = libs[i];
-            let key = key(lib);
             probe.reset()?;
-            let rec = subjects.window(
-                rt,
-                lib,
-                &key,
-                &config,
-                Span {
-                    warmup: config.warmup,
-                    measure: config.measure,
-                    monitor: None,
-                },
-            )?;
+            let span = Span {
+                warmup: config.warmup,
+                measure: config.measure,
+                monitor: None,
+            };
+            let rec = window(libs[i], span)?;
             let counters = probe.counters()?;
             let (into, into_counters) = &mut merged[i];
             into.handoff.extend(rec.handoff);
@@ -426,22 +398,17 @@ pub fn measure(b: &mut Bench, config: Config) -> Res<P6> {
     let mut rows = Vec::new();
     for (i, (rec, counters)) in merged.into_iter().enumerate() {
         let lib = libs[i];
-        let key = key(lib);
         let span = Span {
             warmup: config.warmup,
             measure: config.accounting,
             monitor: Some(port),
         };
-        let pass = subjects.window(rt, lib, &key, &config, span)?;
+        let pass = window(lib, span)?;
         let monitor = pass.monitor.ok_or("P6: the MONITOR pass did not start")?;
         let (top, inner) = monitor.finish(probe)?;
-        let mut samples = Samples::with_capacity(rec.handoff.len());
-        for us in rec.handoff {
-            samples.push_us(us);
-        }
         rows.push(Row {
             lib,
-            handoff: samples.sorted(),
+            handoff: Samples::from(rec.handoff).sorted(),
             handoffs: rec.handoffs,
             per_task: rec.per_task,
             counters,

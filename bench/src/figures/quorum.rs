@@ -16,7 +16,7 @@ use lock_tests::RedisServer;
 use super::{Figure, Goal, Ratios, TsvLine, ahead_goal, own_row, ratio_row};
 use crate::format::{count, dur, dur_of, header, sig3, times};
 use crate::measure::{Bench, Blocks, CycleRun, Cycles, interleave_cycles, spread};
-use crate::peers::{Ours, Redlock, Rslock};
+use crate::peers::{Ours, Redlock, Rslock, of};
 use crate::stats::median;
 use crate::workload::{uncontended, uncontended_sync};
 use crate::{Lib, Res, Results, step};
@@ -97,12 +97,7 @@ pub fn measure(b: &mut Bench, config: Config) -> Res<Quorum> {
 
 impl Quorum {
     fn row(&self, lib: Lib) -> &Cycles {
-        &self
-            .rows
-            .iter()
-            .find(|(l, _)| *l == lib)
-            .expect("every library is measured")
-            .1
+        of(&self.rows, lib)
     }
 
     /// The median over rounds of `row`'s block mean divided by lock-runtime's single-node
