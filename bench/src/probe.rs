@@ -75,17 +75,12 @@ impl Counters {
 
     /// A short account of the client commands, e.g. `evalsha 20000, set 1`.
     pub fn breakdown(&self) -> String {
-        let parts: Vec<String> = self
-            .calls
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(name, calls)| format!("{} {calls}", name.to_uppercase()))
-            .collect();
-        if parts.is_empty() {
-            "none".to_owned()
-        } else {
-            parts.join(", ")
-        }
+        named(
+            self.calls
+                .iter()
+                .filter(|(name, _)| is_client_command(name))
+                .map(|(name, calls)| (name, calls.to_string())),
+        )
     }
 }
 
@@ -167,12 +162,14 @@ impl Accounting {
 }
 
 fn per_cycle_breakdown(calls: &BTreeMap<String, u64>, cycles: usize) -> String {
-    let parts: Vec<String> = calls
-        .iter()
-        .map(|(name, n)| {
-            let per_cycle = *n as f64 / cycles.max(1) as f64;
-            format!("{} {}", name.to_uppercase(), crate::format::sig3(per_cycle))
-        })
+    let per_cycle = |n: &u64| crate::format::sig3(*n as f64 / cycles.max(1) as f64);
+    named(calls.iter().map(|(name, n)| (name, per_cycle(n))))
+}
+
+/// `EVALSHA 2, SET 1`: each command's name, upper-cased, with its figure; `none` if none.
+pub fn named<'a>(parts: impl Iterator<Item = (&'a String, String)>) -> String {
+    let parts: Vec<String> = parts
+        .map(|(name, figure)| format!("{} {figure}", name.to_uppercase()))
         .collect();
     if parts.is_empty() {
         "none".to_owned()

@@ -31,7 +31,7 @@ use crate::format::{count, dur, dur_of, header, sig3, times};
 use crate::measure::{Bench, rotated};
 use crate::peers::{Ours, Redlock, Rslock};
 use crate::plots::{self, CdfSeries};
-use crate::probe::{Accounting, Counters, Monitor, is_client_command};
+use crate::probe::{Accounting, Counters, Monitor, is_client_command, named};
 use crate::stats::{Samples, Summary, signed_us};
 use crate::workload::{AsyncLocker, TTL};
 use crate::{Lib, Res, Results, step};
@@ -698,21 +698,16 @@ impl Figure for P6 {
 /// Top-level commands per hand-off, by name.
 fn per_handoff_breakdown(r: &Row) -> String {
     let handoffs = r.handoffs.max(1) as f64;
-    let parts: Vec<String> = r
-        .counters
-        .calls
-        .iter()
-        .filter(|(name, _)| is_client_command(name))
-        .map(|(name, calls)| {
-            (
-                name,
-                *calls as f64 * r.accounting.top_level_share(name) / handoffs,
-            )
-        })
-        .filter(|(_, per)| *per >= 0.005)
-        .map(|(name, per)| format!("{} {}", name.to_uppercase(), sig3(per)))
-        .collect();
-    parts.join(", ")
+    let top = |name: &String, calls: &u64| *calls as f64 * r.accounting.top_level_share(name);
+    named(
+        r.counters
+            .calls
+            .iter()
+            .filter(|(name, _)| is_client_command(name))
+            .map(|(name, calls)| (name, top(name, calls) / handoffs))
+            .filter(|(_, per)| *per >= 0.005)
+            .map(|(name, per)| (name, sig3(per))),
+    )
 }
 
 #[cfg(test)]
