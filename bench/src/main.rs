@@ -12,44 +12,32 @@
 //!
 //! `LOCK_BENCH_QUICK=1` is the same as `--quick`.
 //!
-//! What it measures:
+//! Where things are:
 //!
-//! - **Floor.** Timed `PING`s, one at a time, on a redis-rs `ConnectionManager` (the
-//!   connection lock-runtime uses); the bare protocol cycle (`SET NX PX`, then the
-//!   compare-and-delete script) on the same kind of connection; `SET` throughput from 64
-//!   tasks on one such connection; and, if `redis-benchmark` is installed, `-t ping_mbulk
-//!   -c 1` and `-t set -c 50`.
-//! - **P1.** Uncontended acquire + release of one key on one task: time per cycle, divided
-//!   by the PING round trip; round trips per cycle; client and server CPU per cycle.
-//! - **P2.** Throughput: 64 tasks on one client, 1,000 keys split between them (no two
-//!   tasks share a key), acquire + release in a closed loop; divided by redis-benchmark's
-//!   SET throughput.
-//! - **P3.** Contended hand-off: two clients on one key; from the holder's release
-//!   returning to the waiter's acquire returning. p50, p99, p999.
-//! - **P4.** 10,000 locks held on one client with a 3 s TTL: renewal commands per tick as
-//!   counted by the server (`INFO commandstats`) over three renewal periods, and RSS per
-//!   held lock (`VmRSS`).
-//! - **P5.** The `#[distributed_lock]` attribute against the manual guard on P1's
-//!   workload.
-//! - **P6.** Many waiters: 4 clients × 16 tasks on one key (`p6.rs`, which holds the whole
-//!   figure: workload, counting, goals, table, plots).
-//! - **Quorum.** P1's cycle on 5 nodes against one node (`quorum.rs`, likewise).
+//! - `figures/`: one module per figure, each with its workload, its shape (full and quick),
+//!   its goals and what bounds them, its table and text, its plots: `p1.rs` uncontended
+//!   acquire + release, `p2.rs` throughput, `p3.rs` contended hand-off, `p4.rs` renewals
+//!   and memory per held lock, `p5.rs` the attribute against the manual guard, `p6.rs` many
+//!   waiters, `quorum.rs` five nodes against one. `figures/mod.rs` has the [`Figure`] trait
+//!   they implement and the goal helpers they share.
+//! - `report.rs` assembles BENCHMARKS.md, results.tsv and the terminal summary from them.
+//! - Shared: `floor.rs` (the PING/bare-protocol/SET floors and redis-benchmark),
+//!   `peers.rs` (lock-runtime, rslock and redlock behind one interface), `workload.rs`
+//!   (timed cycles, closed-loop throughput), `measure.rs` (interleaved rounds), `probe.rs`
+//!   (server counters, `MONITOR`, CPU, RSS), `stats.rs`, `plots.rs`, `format.rs`, `alloc.rs`.
 //!
-//! P1-P3 also run with rslock 0.10 and redlock 2.0, with their default retry settings,
-//! against the same server. Figures that are divided by each other are taken interleaved
-//! (short blocks in rotating order), because the machine's load drifts; round trips are
-//! counted in an untimed pass under `MONITOR`. See BENCHMARKS.md for the figures and how
-//! they were taken.
+//! Figures that are divided by each other are taken interleaved (short blocks in rotating
+//! order), because the machine's load drifts; round trips are counted in an untimed pass
+//! under `MONITOR`. See BENCHMARKS.md for the figures and how they were taken.
 
 mod alloc;
+mod figures;
 mod floor;
+mod format;
 mod measure;
-mod ours;
-mod p6;
 mod peers;
 mod plots;
 mod probe;
-mod quorum;
 mod report;
 mod stats;
 mod workload;
@@ -62,11 +50,11 @@ use std::time::{Duration, Instant};
 
 use lock_tests::RedisServer;
 
-use crate::floor::{BenchPing, BenchSet, RedisBenchmark};
-use crate::measure::{Cycles, Rate};
-use crate::ours::{AttributeVsManual, HeldLocks, HeldLocksConfig, Ours};
-use crate::probe::{Accounting, Counters, Machine, Probe};
-use crate::workload::{Handoff, Window};
+use crate::figures::{Figure, p1, p2, p3, p4, p5, p6, quorum};
+use crate::floor::{Floor, RedisBenchmark};
+use crate::measure::Bench;
+use crate::peers::Lib;
+use crate::probe::{Machine, Probe};
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
@@ -81,254 +69,60 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Tasks and keys of P2.
-pub const P2_TASKS: usize = 64;
-/// Keys of P2, split between the tasks.
-pub const P2_KEYS: usize = 1000;
-/// Connections of redis-benchmark's SET run.
-pub const BENCH_SET_CLIENTS: usize = 50;
-
-/// Sample counts and durations: the full run, or a few seconds' worth with `--quick`.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Whether this is the quick run.
-    pub quick: bool,
-    /// Untimed cycles before P1 and its floors.
-    pub p1_warmup: usize,
-    /// Rounds of P1 and its floors, interleaved.
-    pub p1_rounds: usize,
-    /// Timed cycles per subject per round.
-    pub p1_block: usize,
-    /// Rounds of P2 and its floors, interleaved.
-    pub p2_rounds: usize,
-    /// P2's (and the SET floor's) warm-up and timed window, per round.
-    pub p2_window: Window,
-    /// redis-benchmark requests for `-t ping_mbulk -c 1`.
-    pub bench_ping_n: usize,
-    /// redis-benchmark requests for `-t set -c 50`.
-    pub bench_set_n: usize,
-    /// Discarded hand-offs before P3's samples.
-    pub p3_warmup: usize,
-    /// P3 samples, per library.
-    pub p3_samples: usize,
-    /// Untimed P1 cycles (and bare floor cycles) run under `MONITOR` to count round trips.
-    pub accounting_cycles: usize,
-    /// Untimed P3 rounds run under `MONITOR` to count commands.
-    pub accounting_rounds: usize,
-    /// P4's shape.
-    pub p4: HeldLocksConfig,
-    /// P5: rounds, and cycles per block.
-    pub p5_rounds: usize,
-    /// P5: cycles per block.
-    pub p5_block: usize,
-    /// P6's shape.
-    pub p6: p6::Config,
-    /// The quorum figure's shape.
-    pub quorum: quorum::Config,
-}
-
-impl Config {
-    fn full() -> Config {
-        Config {
-            quick: false,
-            p1_warmup: 1_000,
-            p1_rounds: 20,
-            p1_block: 500,
-            p2_rounds: 20,
-            p2_window: Window {
-                warmup: Duration::from_millis(250),
-                measure: Duration::from_millis(500),
-            },
-            bench_ping_n: 20_000,
-            bench_set_n: 200_000,
-            p3_warmup: 20,
-            p3_samples: 2_000,
-            accounting_cycles: 200,
-            accounting_rounds: 20,
-            p4: HeldLocksConfig {
-                locks: 10_000,
-                ttl: Duration::from_secs(3),
-                settle: Duration::from_millis(1_500),
-                // Settle + hold = 10 renewal periods.
-                hold: Duration::from_millis(8_500),
-            },
-            p5_rounds: 20,
-            p5_block: 500,
-            p6: p6::Config {
-                clients: 4,
-                tasks_per_client: 16,
-                hold: Duration::from_micros(500),
-                think: Duration::from_millis(2),
-                rounds: 4,
-                warmup: Duration::from_millis(300),
-                measure: Duration::from_millis(1_500),
-                accounting: Duration::from_millis(500),
-            },
-            quorum: quorum::Config {
-                warmup: 200,
-                rounds: 10,
-                block: 300,
-            },
-        }
-    }
-
-    fn quick() -> Config {
-        Config {
-            quick: true,
-            p1_warmup: 50,
-            p1_rounds: 2,
-            p1_block: 150,
-            p2_rounds: 2,
-            p2_window: Window {
-                warmup: Duration::from_millis(50),
-                measure: Duration::from_millis(150),
-            },
-            bench_ping_n: 1_000,
-            bench_set_n: 10_000,
-            p3_warmup: 2,
-            p3_samples: 12,
-            accounting_cycles: 20,
-            accounting_rounds: 3,
-            p4: HeldLocksConfig {
-                locks: 1_000,
-                ttl: Duration::from_millis(600),
-                settle: Duration::from_millis(300),
-                hold: Duration::from_millis(600),
-            },
-            p5_rounds: 4,
-            p5_block: 50,
-            p6: p6::Config {
-                clients: 4,
-                tasks_per_client: 16,
-                hold: Duration::from_micros(500),
-                think: Duration::from_millis(2),
-                rounds: 1,
-                warmup: Duration::from_millis(100),
-                measure: Duration::from_millis(300),
-                accounting: Duration::from_millis(150),
-            },
-            quorum: quorum::Config {
-                warmup: 10,
-                rounds: 2,
-                block: 30,
-            },
-        }
-    }
-}
-
-/// Which lock implementation a row is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lib {
-    /// lock-runtime, with its defaults.
-    Ours,
-    /// rslock 0.10.
-    Rslock,
-    /// redlock 2.0.
-    Redlock,
-}
-
-impl Lib {
-    /// The name used in tables and plots.
-    pub fn name(self) -> &'static str {
-        match self {
-            Lib::Ours => "lock-runtime",
-            Lib::Rslock => "rslock 0.10",
-            Lib::Redlock => "redlock 2.0",
-        }
-    }
-
-    /// The short id used in results.tsv.
-    pub fn id(self) -> &'static str {
-        match self {
-            Lib::Ours => "ours",
-            Lib::Rslock => "rslock",
-            Lib::Redlock => "redlock",
-        }
-    }
-}
-
-/// The floor figures.
-#[derive(Debug, Clone)]
-pub struct Floor {
-    /// Our timed PINGs on a `ConnectionManager`.
-    pub ping: Cycles,
-    /// The protocol's minimum cycle (`SET NX PX` + compare-and-delete) sent straight
-    /// through redis-rs.
-    pub bare: Cycles,
-    /// SET throughput, [`P2_TASKS`] tasks on one `ConnectionManager`.
-    pub set: Rate,
-    /// redis-benchmark, if installed.
-    pub bench: Option<RedisBenchmark>,
-    /// `redis-benchmark -t ping_mbulk -c 1`.
-    pub bench_ping: Option<BenchPing>,
-    /// `redis-benchmark -t set -c 50`.
-    pub bench_set: Option<BenchSet>,
-    /// What the server counted during `bench_set`.
-    pub bench_set_counters: Option<Counters>,
-}
-
-/// One library's P1.
-#[derive(Debug, Clone)]
-pub struct P1 {
-    /// Which library.
-    pub lib: Lib,
-    /// Its cycles.
-    pub cycles: Cycles,
-}
-
-/// One library's P2.
-#[derive(Debug, Clone)]
-pub struct P2 {
-    /// Which library.
-    pub lib: Lib,
-    /// Its cycles per second.
-    pub rate: Rate,
-}
-
-/// One library's P3.
-#[derive(Debug, Clone)]
-pub struct P3 {
-    /// Which library.
-    pub lib: Lib,
-    /// The hand-off latencies.
-    pub handoff: Handoff,
-    /// Commands per round, from an untimed pass under `MONITOR`.
-    pub accounting: Accounting,
-}
-
 /// Everything one run measured.
 #[derive(Debug, Clone)]
 pub struct Results {
-    /// Sample counts used.
-    pub config: Config,
+    /// Whether this was the quick run (each figure keeps the shape it was measured with).
+    pub quick: bool,
     /// Where.
     pub machine: Machine,
     /// Load average when the run ended.
     pub load_at_end: String,
     /// The server's version.
     pub redis_version: String,
+    /// redis-benchmark, if it was installed.
+    pub redis_benchmark: Option<RedisBenchmark>,
     /// The source measured.
     pub revision: String,
     /// When the run started, UTC.
     pub date: String,
     /// How long the run took.
     pub elapsed: Duration,
-    /// The floor.
-    pub floor: Floor,
-    /// P1 per library: ours, rslock, redlock.
-    pub p1: Vec<P1>,
-    /// P2 per library.
-    pub p2: Vec<P2>,
-    /// P3 per library.
-    pub p3: Vec<P3>,
+    /// P1, with the PING and bare-protocol floors.
+    pub p1: p1::P1,
+    /// P2, with the SET floors.
+    pub p2: p2::P2,
+    /// P3.
+    pub p3: p3::P3,
     /// P4.
-    pub p4: HeldLocks,
+    pub p4: p4::P4,
     /// P5.
-    pub p5: AttributeVsManual,
+    pub p5: p5::P5,
     /// P6: many waiters.
     pub p6: p6::P6,
     /// The quorum figure.
     pub quorum: quorum::Quorum,
+}
+
+impl Results {
+    /// The figures (and the floor), in the order of the report.
+    pub fn figures(&self) -> [&dyn Figure; 8] {
+        [
+            &Floor,
+            &self.p1,
+            &self.p2,
+            &self.p3,
+            &self.p4,
+            &self.p5,
+            &self.p6,
+            &self.quorum,
+        ]
+    }
+
+    /// The round trip the goals are stated in: our own PING p50, microseconds.
+    pub fn rtt(&self) -> f64 {
+        self.p1.ping.cycle.p50
+    }
 }
 
 /// Command-line options.
@@ -392,22 +186,18 @@ fn main() -> ExitCode {
 }
 
 fn run(options: &Options) -> Res<()> {
-    let config = if options.quick {
-        Config::quick()
-    } else {
-        Config::full()
-    };
+    let quick = options.quick;
     let out = match (&options.out, options.quick) {
         (Some(dir), _) => dir.clone(),
         (None, true) => env::temp_dir().join(format!("lock-bench-{}", std::process::id())),
         (None, false) => workspace_root(),
     };
     let started = Instant::now();
-    let date = report::utc_now();
+    let date = format::utc_now();
     let machine = Machine::detect();
     eprintln!(
         "lock-bench: {} run on {} ({} CPUs), load average {}",
-        if config.quick { "quick" } else { "full" },
+        if quick { "quick" } else { "full" },
         machine.cpu,
         machine.cpus,
         machine.load_at_start
@@ -422,66 +212,50 @@ fn run(options: &Options) -> Res<()> {
     }
 
     let server = RedisServer::start()?;
-    let url = server.url();
     if let Some(pid) = server.pid() {
         let _ = probe::SERVER_PID.set(pid);
     }
-    let mut probe = Probe::new(&server)?;
-    let redis_version = probe.redis_version()?;
+    let mut b = Bench {
+        probe: Probe::new(&server)?,
+        server,
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        redis_benchmark: RedisBenchmark::find(),
+    };
+    let redis_version = b.probe.redis_version()?;
     eprintln!(
         "lock-bench: redis-server {redis_version} on port {}",
-        server.port()
+        b.server.port()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-
-    // P4 first, while the heap is fresh, so that the RSS growth it reports is not absorbed
-    // by memory that earlier measurements freed.
-    step("P4: held locks");
-    let p4 = ours::held_locks(&rt, &mut probe, &url, config.p4)?;
-    probe.flush()?;
-
-    let bench = RedisBenchmark::find();
-    if bench.is_none() {
+    if b.redis_benchmark.is_none() {
         eprintln!(
             "lock-bench: redis-benchmark is not installed (apt-get install redis-tools); \
              the floor is our own PINGs and SETs only"
         );
     }
-    let cycles = measure::cycles_phase(&rt, &mut probe, &server, &config, bench.as_ref())?;
-    let rates = measure::throughput_phase(&rt, &mut probe, &server, &config, bench.as_ref())?;
-    let p3 = measure::handoff_phase(&rt, &mut probe, &server, &config)?;
-    let floor = Floor {
-        ping: cycles.ping,
-        bare: cycles.bare,
-        set: rates.set,
-        bench,
-        bench_ping: cycles.bench_ping,
-        bench_set: rates.bench_set,
-        bench_set_counters: rates.bench_set_counters,
-    };
-    let (p1, p2) = (cycles.p1, rates.p2);
 
-    let p6 = p6::measure(&rt, &mut probe, &url, server.port(), config.p6)?;
-    let quorum = quorum::measure(&rt, &url, config.quorum)?;
-
-    step("P5: attribute vs manual guard");
-    let p5 = rt.block_on(async {
-        let ours = Ours::connect(&url).await?;
-        ours::attribute_vs_manual(ours.client(), config.p5_rounds, config.p5_block).await
-    })?;
-    drop(rt);
+    // P4 first, while the heap is fresh, so that the RSS growth it reports is not absorbed
+    // by memory that earlier measurements freed.
+    let p4 = p4::measure(&mut b, shape(quick, p4::FULL, p4::QUICK))?;
+    let p1 = p1::measure(&mut b, shape(quick, p1::FULL, p1::QUICK))?;
+    let p2 = p2::measure(&mut b, shape(quick, p2::FULL, p2::QUICK))?;
+    let p3 = p3::measure(&mut b, shape(quick, p3::FULL, p3::QUICK))?;
+    let p6 = p6::measure(&mut b, shape(quick, p6::FULL, p6::QUICK))?;
+    let quorum = quorum::measure(&mut b, shape(quick, quorum::FULL, quorum::QUICK))?;
+    let p5 = p5::measure(&mut b, shape(quick, p5::FULL, p5::QUICK))?;
+    let redis_benchmark = b.redis_benchmark.take();
+    drop(b);
 
     let results = Results {
-        config,
+        quick,
         machine,
         load_at_end: probe::load_average(),
         redis_version,
+        redis_benchmark,
         revision: probe::source_revision(),
         date,
         elapsed: started.elapsed(),
-        floor,
         p1,
         p2,
         p3,
@@ -496,6 +270,11 @@ fn run(options: &Options) -> Res<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A figure's shape: `full`, or `fast` for the quick run.
+fn shape<C>(quick: bool, full: C, fast: C) -> C {
+    if quick { fast } else { full }
 }
 
 /// Prints a progress line.

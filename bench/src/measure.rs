@@ -1,27 +1,32 @@
-//! The measurement phases and their orchestration.
+//! How figures are measured, apart from what they measure: the context every figure runs
+//! in, and interleaving.
 //!
 //! The machine is shared, and its load drifts over minutes, so figures that are compared
-//! with each other are taken *interleaved*: P1 with its floors (our PINGs, the bare
-//! protocol cycle, redis-benchmark's PING) and P2 with its floors (redis-rs and
-//! redis-benchmark SET) run in rounds of short blocks, one block per subject per round, the
-//! order rotating every round. Samples are pooled over the rounds; the spread of the
-//! per-round figures is kept to show the noise.
-
-use std::error::Error;
+//! with each other are taken *interleaved*: in rounds of short blocks, one block per
+//! subject per round, the order rotating every round. Samples are pooled over the rounds;
+//! the spread of the per-round figures is kept to show the noise.
 
 use lock_tests::RedisServer;
 use tokio::runtime::Runtime;
 
-use crate::floor::{self, BenchPing, BenchSet, RedisBenchmark};
-use crate::ours::Ours;
-use crate::peers::{Redlock, Rslock};
+use crate::Res;
+use crate::floor::RedisBenchmark;
 use crate::probe::{Accounting, Counters, Cpu, Probe, account};
 use crate::stats::{Samples, Summary};
-use crate::workload::{
-    AsyncLocker, Handoff, SyncLocker, Throughput, Window, handoff, handoff_sync, partition_keys,
-    throughput, throughput_sync, uncontended, uncontended_sync,
-};
-use crate::{BENCH_SET_CLIENTS, Config, Lib, P1, P2, P2_KEYS, P2_TASKS, P3, Res, step};
+use crate::workload::Throughput;
+
+/// What every figure is measured with: the runtime, the server (started by the bench) and
+/// the probe on it, and redis-benchmark if it is installed.
+pub struct Bench {
+    /// The clients' runtime (dropped first, before the server).
+    pub rt: Runtime,
+    /// The main server.
+    pub server: RedisServer,
+    /// A side connection to it, for counters and cleanup.
+    pub probe: Probe,
+    /// `redis-benchmark`, if installed.
+    pub redis_benchmark: Option<RedisBenchmark>,
+}
 
 /// Sequential cycles of one subject, pooled over the rounds of an interleaved run.
 #[derive(Debug, Clone)]
@@ -86,128 +91,93 @@ pub fn spread(values: &[f64]) -> (f64, f64) {
 
 /// One subject of an interleaved cycles run: `run(warmup, n)` does `warmup` untimed and
 /// `n` timed cycles.
-type CycleRun<'a> = Box<dyn FnMut(usize, usize) -> Res<Summary> + 'a>;
+pub type CycleRun<'a> = Box<dyn FnMut(usize, usize) -> Res<Summary> + 'a>;
 
-/// What the cycles phase measured: P1 and its floors.
-pub struct CyclesPhase {
-    /// Our PINGs.
-    pub ping: Cycles,
-    /// The bare protocol cycle.
-    pub bare: Cycles,
-    /// redis-benchmark's PING, one run per round, combined.
-    pub bench_ping: Option<BenchPing>,
-    /// P1 per library.
-    pub p1: Vec<P1>,
+/// The shape of an interleaved cycles run.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocks {
+    /// Untimed cycles per subject before the rounds.
+    pub warmup: usize,
+    /// Rounds; each times one block of every subject.
+    pub rounds: usize,
+    /// Cycles per block.
+    pub block: usize,
 }
 
-/// P1 and its floors, interleaved.
-pub fn cycles_phase(
-    rt: &Runtime,
-    probe: &mut Probe,
-    server: &RedisServer,
-    config: &Config,
-    bench: Option<&RedisBenchmark>,
-) -> Res<CyclesPhase> {
-    step("P1 and floor: uncontended cycles, PING and bare protocol, interleaved");
-    let url = server.url();
-    let ping_conn = rt.block_on(floor::connection_manager(&url))?;
-    let bare_conn = rt.block_on(floor::connection_manager(&url))?;
-    let ours = rt.block_on(Ours::connect(&url))?;
-    let rslock = Rslock::new(&url);
-    let redlock = Redlock::new(&url);
-    let key = |lib: Lib| format!("bench:p1:{}", lib.id());
-    let mut subjects: Vec<CycleRun<'_>> = vec![
-        Box::new(|w, n| rt.block_on(floor::ping(&ping_conn, w, n))),
-        Box::new(|w, n| rt.block_on(floor::bare_cycle(&bare_conn, w, n))),
-        Box::new(|w, n| rt.block_on(uncontended(&ours, &key(Lib::Ours), w, n))),
-        Box::new(|w, n| rt.block_on(uncontended(&rslock, &key(Lib::Rslock), w, n))),
-        Box::new(|w, n| uncontended_sync(&redlock, &key(Lib::Redlock), w, n)),
-    ];
-    let rounds = config.p1_rounds;
-    let mut bench_pings = Vec::new();
-    let mut measured = interleave_cycles(probe, server.port(), &mut subjects, config, |_round| {
-        if let Some(rb) = bench {
-            bench_pings.push(rb.ping(server.port(), config.bench_ping_n / rounds)?);
-        }
-        Ok(())
-    })?;
-    probe.flush()?;
-    let mut take = || measured.remove(0);
-    let (ping, bare) = (take(), take());
-    let p1 = [Lib::Ours, Lib::Rslock, Lib::Redlock]
-        .into_iter()
-        .map(|lib| P1 {
-            lib,
-            cycles: take(),
-        })
-        .collect();
-    Ok(CyclesPhase {
-        ping,
-        bare,
-        bench_ping: BenchPing::combine(&bench_pings),
-        p1,
-    })
+/// The order of `n` subjects in round `round`: rotated by one every round, so that drift
+/// in the machine's load hits every subject alike.
+pub fn rotated(round: usize, n: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |k| (round + k) % n)
 }
 
-/// Runs `subjects` in `config.p1_rounds` rounds of `config.p1_block` cycles, rotating the
-/// order; `between(round)` runs once per round after the blocks. Then one accounting pass
-/// per subject.
-fn interleave_cycles(
-    probe: &mut Probe,
-    port: u16,
+/// Runs `subjects` in `blocks.rounds` rounds of `blocks.block` cycles, rotating the order;
+/// `between(round)` runs once per round after the blocks. With a `probe`, the server's
+/// counters are read around every block.
+pub fn interleave_cycles(
     subjects: &mut [CycleRun<'_>],
-    config: &Config,
+    blocks: Blocks,
+    mut probe: Option<&mut Probe>,
     mut between: impl FnMut(usize) -> Res<()>,
 ) -> Res<Vec<Cycles>> {
     let n = subjects.len();
-    let mut pooled: Vec<(Samples, Vec<f64>, Counters, Cpu)> = (0..n)
+    let mut pooled: Vec<(Samples, Cycles)> = (0..n)
         .map(|_| {
-            (
-                Samples::with_capacity(config.p1_rounds * config.p1_block),
-                Vec::new(),
-                Counters::default(),
-                Cpu::default(),
-            )
+            let empty = Samples::default().sorted();
+            let cycles = Cycles {
+                cycle: empty,
+                block_means: Vec::new(),
+                counters: Counters::default(),
+                accounting: Accounting::default(),
+                cpu: Cpu::default(),
+            };
+            (Samples::with_capacity(blocks.rounds * blocks.block), cycles)
         })
         .collect();
     for run in subjects.iter_mut() {
-        run(config.p1_warmup, 0)?;
+        run(blocks.warmup, 0)?;
     }
-    for round in 0..config.p1_rounds {
-        for k in 0..n {
-            let i = (round + k) % n;
-            probe.reset()?;
+    for round in 0..blocks.rounds {
+        for i in rotated(round, n) {
+            if let Some(probe) = probe.as_deref_mut() {
+                probe.reset()?;
+            }
             let cpu = Cpu::now();
-            let block = subjects[i](0, config.p1_block)?;
+            let block = subjects[i](0, blocks.block)?;
             let cpu = Cpu::now().since(cpu);
-            let counters = probe.counters()?;
-            let (samples, means, total, cpu_total) = &mut pooled[i];
+            let (samples, into) = &mut pooled[i];
+            if let Some(probe) = probe.as_deref_mut() {
+                into.counters.add(&probe.counters()?);
+            }
             for us in &block.sorted_us {
                 samples.push_us(*us);
             }
-            means.push(block.mean);
-            total.add(&counters);
-            *cpu_total = cpu_total.plus(cpu);
+            into.block_means.push(block.mean);
+            into.cpu = into.cpu.plus(cpu);
         }
         between(round)?;
     }
-    let mut out = Vec::with_capacity(n);
-    for (run, (samples, block_means, counters, cpu)) in subjects.iter_mut().zip(pooled) {
-        let cycles = config.accounting_cycles;
-        let accounting = account(probe, port, cycles, || run(0, cycles).map(drop))?;
-        out.push(Cycles {
+    Ok(pooled
+        .into_iter()
+        .map(|(samples, cycles)| Cycles {
             cycle: samples.sorted(),
-            block_means,
-            counters,
-            accounting,
-            cpu,
-        });
-    }
-    Ok(out)
+            ..cycles
+        })
+        .collect())
 }
 
-/// One subject of an interleaved throughput run.
-type ThroughputRun<'a> = Box<dyn FnMut(Window) -> Res<Throughput> + 'a>;
+/// Counts each subject's round trips and commands in an untimed pass of `cycles` cycles.
+pub fn account_each(
+    probe: &mut Probe,
+    port: u16,
+    subjects: &mut [CycleRun<'_>],
+    measured: &mut [Cycles],
+    cycles: usize,
+) -> Res<()> {
+    for (run, into) in subjects.iter_mut().zip(measured) {
+        into.accounting = account(probe, port, cycles, || run(0, cycles).map(drop))?;
+    }
+    Ok(())
+}
 
 /// A closed-loop throughput, pooled over the rounds of an interleaved run.
 #[derive(Debug, Clone, Default)]
@@ -221,7 +191,8 @@ pub struct Rate {
 }
 
 impl Rate {
-    fn add(&mut self, t: Throughput, counters: &Counters) {
+    /// Adds one round's run and what the server counted during it.
+    pub fn add(&mut self, t: Throughput, counters: &Counters) {
         self.round_rates.push(t.per_sec);
         self.counters.add(counters);
         let p = &mut self.throughput;
@@ -239,160 +210,4 @@ impl Rate {
     pub fn spread(&self) -> (f64, f64) {
         spread(&self.round_rates)
     }
-}
-
-/// What the throughput phase measured: P2 and its floors.
-pub struct ThroughputPhase {
-    /// SET from redis-rs, [`P2_TASKS`] tasks on one connection.
-    pub set: Rate,
-    /// redis-benchmark SET, one run per round, combined.
-    pub bench_set: Option<BenchSet>,
-    /// What the server counted during the redis-benchmark runs.
-    pub bench_set_counters: Option<Counters>,
-    /// P2 per library.
-    pub p2: Vec<P2>,
-}
-
-/// P2 and its floors, interleaved.
-pub fn throughput_phase(
-    rt: &Runtime,
-    probe: &mut Probe,
-    server: &RedisServer,
-    config: &Config,
-    bench: Option<&RedisBenchmark>,
-) -> Res<ThroughputPhase> {
-    step("P2 and floor: throughput and SET, interleaved");
-    let url = server.url();
-    let window = config.p2_window;
-    let set_conn = rt.block_on(floor::connection_manager(&url))?;
-    let ours = rt.block_on(Ours::connect(&url))?;
-    let rslock = Rslock::new(&url);
-    let redlock = Redlock::new(&url);
-    let redlock_keys = partition_keys("bench:p2:redlock", P2_TASKS, P2_KEYS);
-    let mut subjects: Vec<ThroughputRun<'_>> = vec![
-        Box::new(|w| {
-            rt.block_on(floor::set_throughput(
-                set_conn.clone(),
-                P2_TASKS,
-                P2_KEYS,
-                w,
-            ))
-        }),
-        Box::new(|w| rt.block_on(p2_async(ours.clone(), Lib::Ours, w))),
-        Box::new(|w| rt.block_on(p2_async(rslock.clone(), Lib::Rslock, w))),
-        Box::new(|w| {
-            throughput_sync(P2_TASKS, w, |task, i| {
-                let mine = &redlock_keys[task];
-                let guard = redlock.acquire(&mine[i as usize % mine.len()])?;
-                redlock.release(guard)
-            })
-        }),
-    ];
-    let n = subjects.len();
-    let mut rates = vec![Rate::default(); n];
-    let mut bench_sets = Vec::new();
-    let mut bench_counters = Counters::default();
-    for round in 0..config.p2_rounds {
-        for k in 0..n {
-            let i = (round + k) % n;
-            probe.reset()?;
-            let t = subjects[i](window)?;
-            let counters = probe.counters()?;
-            rates[i].add(t, &counters);
-            probe.flush()?;
-        }
-        if let Some(rb) = bench {
-            probe.reset()?;
-            let requests = config.bench_set_n / config.p2_rounds;
-            let cpu = Cpu::now();
-            let set = rb.set(server.port(), requests, BENCH_SET_CLIENTS)?;
-            let cpu = Cpu::now().since(cpu);
-            bench_sets.push(BenchSet {
-                server_cpu_us: cpu.server * 1e6 / requests as f64,
-                ..set
-            });
-            bench_counters.add(&probe.counters()?);
-            probe.flush()?;
-        }
-    }
-    let mut rates = rates.into_iter();
-    let set = rates.next().expect("the SET floor was measured");
-    let p2 = [Lib::Ours, Lib::Rslock, Lib::Redlock]
-        .into_iter()
-        .zip(rates)
-        .map(|(lib, rate)| P2 { lib, rate })
-        .collect();
-    Ok(ThroughputPhase {
-        set,
-        bench_set: BenchSet::combine(&bench_sets),
-        bench_set_counters: bench.map(|_| bench_counters),
-        p2,
-    })
-}
-
-/// P2's closed loop for an async library: each task acquires and releases its own keys.
-fn p2_async<L: AsyncLocker>(
-    locker: L,
-    lib: Lib,
-    window: Window,
-) -> impl Future<Output = Res<Throughput>> {
-    let keys = partition_keys(&format!("bench:p2:{}", lib.id()), P2_TASKS, P2_KEYS);
-    throughput(P2_TASKS, window, move |task, i| {
-        let locker = locker.clone();
-        let mine = &keys[task];
-        let key = mine[i as usize % mine.len()].clone();
-        async move {
-            let guard = locker.acquire(key).await?;
-            locker.release(guard).await
-        }
-    })
-}
-
-/// P3, one library after the other (their figures are orders of magnitude apart), each
-/// followed by an accounting pass.
-pub fn handoff_phase(
-    rt: &Runtime,
-    probe: &mut Probe,
-    server: &RedisServer,
-    config: &Config,
-) -> Res<Vec<P3>> {
-    let url = server.url();
-    let (warmup, n, rounds) = (
-        config.p3_warmup,
-        config.p3_samples,
-        config.accounting_rounds,
-    );
-    let mut rows = Vec::new();
-    let mut measure = |lib: Lib, run: &mut dyn FnMut(usize, usize) -> Res<Handoff>| -> Res<()> {
-        step(&format!("P3: hand-off, {}", lib.name()));
-        run(warmup, 0)?;
-        let handoff = run(0, n)?;
-        let accounting = account(probe, server.port(), rounds, || run(0, rounds).map(drop))?;
-        probe.flush()?;
-        rows.push(P3 {
-            lib,
-            handoff,
-            accounting,
-        });
-        Ok(())
-    };
-    let key = |lib: Lib| format!("bench:p3:{}", lib.id());
-    let (a, b) = rt.block_on(async {
-        Ok::<_, Box<dyn Error + Send + Sync>>((
-            Ours::connect(&url).await?,
-            Ours::connect(&url).await?,
-        ))
-    })?;
-    measure(Lib::Ours, &mut |w, n| {
-        rt.block_on(handoff(a.clone(), b.clone(), &key(Lib::Ours), w, n))
-    })?;
-    let (a, b) = (Rslock::new(&url), Rslock::new(&url));
-    measure(Lib::Rslock, &mut |w, n| {
-        rt.block_on(handoff(a.clone(), b.clone(), &key(Lib::Rslock), w, n))
-    })?;
-    let (a, b) = (Redlock::new(&url), Redlock::new(&url));
-    measure(Lib::Redlock, &mut |w, n| {
-        handoff_sync(&a, &b, &key(Lib::Redlock), w, n)
-    })?;
-    Ok(rows)
 }

@@ -257,5 +257,5 @@ fn format_count(v: f64) -> String {
 
 /// Bar values: three significant digits.
 fn format_value(v: f64) -> String {
-    crate::report::sig3(v)
+    crate::format::sig3(v)
 }

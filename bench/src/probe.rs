@@ -51,24 +51,6 @@ impl Counters {
         self.calls.get(name).copied().unwrap_or(0)
     }
 
-    /// Every command except the probe's own (`INFO`, `CONFIG ...`): what the clients sent.
-    pub fn client_commands(&self) -> u64 {
-        self.calls
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(_, calls)| calls)
-            .sum()
-    }
-
-    /// Server time spent in every client command, in microseconds.
-    pub fn client_usec(&self) -> u64 {
-        self.usec
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(_, usec)| usec)
-            .sum()
-    }
-
     /// Mean server time per call of `name`, in microseconds.
     pub fn usec_per_call(&self, name: &str) -> f64 {
         self.usec.get(name).copied().unwrap_or(0) as f64 / self.get(name).max(1) as f64
@@ -76,11 +58,14 @@ impl Counters {
 
     /// Calls of top-level commands, given which share of each command was top-level.
     pub fn top_level_calls(&self, accounting: &Accounting) -> f64 {
-        self.calls
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(name, calls)| *calls as f64 * accounting.top_level_share(name))
-            .sum()
+        top_level(&self.calls, accounting)
+    }
+
+    /// Server time in the clients' top-level commands, in microseconds. A script's own
+    /// time already includes the commands it calls, which Redis also counts on their own;
+    /// `accounting` says which share of each command's calls was top-level.
+    pub fn top_level_usec(&self, accounting: &Accounting) -> f64 {
+        top_level(&self.usec, accounting)
     }
 
     /// Script calls: `EVALSHA` plus `EVAL`.
@@ -90,31 +75,22 @@ impl Counters {
 
     /// A short account of the client commands, e.g. `evalsha 20000, set 1`.
     pub fn breakdown(&self) -> String {
-        let parts: Vec<String> = self
-            .calls
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(name, calls)| format!("{} {calls}", name.to_uppercase()))
-            .collect();
-        if parts.is_empty() {
-            "none".to_owned()
-        } else {
-            parts.join(", ")
-        }
+        named(
+            self.calls
+                .iter()
+                .filter(|(name, _)| is_client_command(name))
+                .map(|(name, calls)| (name, calls.to_string())),
+        )
     }
 }
 
-impl Counters {
-    /// Server time in the clients' top-level commands, in microseconds. A script's own
-    /// time already includes the commands it calls, which Redis also counts on their own;
-    /// `accounting` says which share of each command's calls was top-level.
-    pub fn top_level_usec(&self, accounting: &Accounting) -> f64 {
-        self.usec
-            .iter()
-            .filter(|(name, _)| is_client_command(name))
-            .map(|(name, usec)| *usec as f64 * accounting.top_level_share(name))
-            .sum()
-    }
+/// The sum of `values` over the clients' commands, each weighted by its top-level share.
+fn top_level(values: &BTreeMap<String, u64>, accounting: &Accounting) -> f64 {
+    values
+        .iter()
+        .filter(|(name, _)| is_client_command(name))
+        .map(|(name, v)| *v as f64 * accounting.top_level_share(name))
+        .sum()
 }
 
 /// What untimed passes of a workload cost the server: the commands `MONITOR` saw, the
@@ -159,8 +135,22 @@ impl Accounting {
         per_cycle_breakdown(&self.inner, self.cycles)
     }
 
+    /// Top-level commands per cycle and, apart, those scripts ran:
+    /// `EVALSHA 1.00, SET 1.00; in scripts: DEL 1.00, GET 1.00`.
+    pub fn described(&self) -> String {
+        if self.inner.is_empty() {
+            self.breakdown()
+        } else {
+            format!(
+                "{}; in scripts: {}",
+                self.breakdown(),
+                self.inner_breakdown()
+            )
+        }
+    }
+
     /// Which share of the calls of `name` were top-level (1 if it was not seen at all).
-    fn top_level_share(&self, name: &str) -> f64 {
+    pub fn top_level_share(&self, name: &str) -> f64 {
         let top = self.top.get(name).copied().unwrap_or(0) as f64;
         let inner = self.inner.get(name).copied().unwrap_or(0) as f64;
         if top + inner == 0.0 {
@@ -172,12 +162,14 @@ impl Accounting {
 }
 
 fn per_cycle_breakdown(calls: &BTreeMap<String, u64>, cycles: usize) -> String {
-    let parts: Vec<String> = calls
-        .iter()
-        .map(|(name, n)| {
-            let per_cycle = *n as f64 / cycles.max(1) as f64;
-            format!("{} {}", name.to_uppercase(), crate::report::sig3(per_cycle))
-        })
+    let per_cycle = |n: &u64| crate::format::sig3(*n as f64 / cycles.max(1) as f64);
+    named(calls.iter().map(|(name, n)| (name, per_cycle(n))))
+}
+
+/// `EVALSHA 2, SET 1`: each command's name, upper-cased, with its figure; `none` if none.
+pub fn named<'a>(parts: impl Iterator<Item = (&'a String, String)>) -> String {
+    let parts: Vec<String> = parts
+        .map(|(name, figure)| format!("{} {figure}", name.to_uppercase()))
         .collect();
     if parts.is_empty() {
         "none".to_owned()
@@ -291,7 +283,7 @@ fn parse_monitor_line(line: &str) -> Option<(String, String)> {
 }
 
 /// Whether a command counts as the clients': everything but the probe's `INFO` and `CONFIG`.
-fn is_client_command(name: &str) -> bool {
+pub fn is_client_command(name: &str) -> bool {
     name != "info" && !name.starts_with("config")
 }
 
@@ -518,7 +510,6 @@ mod tests {
         c.calls.insert("eval".into(), 1);
         c.calls.insert("info".into(), 3);
         c.calls.insert("config|resetstat".into(), 1);
-        assert_eq!(c.client_commands(), 11);
         assert_eq!(c.script_calls(), 11);
         assert_eq!(c.breakdown(), "EVAL 1, EVALSHA 10");
     }

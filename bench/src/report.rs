@@ -1,454 +1,54 @@
 //! BENCHMARKS.md, the plots beside it, and `bench/results.tsv` (every figure as a number,
-//! for the quick-mode test and for scripts).
+//! for the quick-mode test and for scripts), assembled from the figures (`figures/`), each
+//! of which describes its own goals, section, plots and figures.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::P3;
-use crate::measure::{Cycles, Rate};
-use crate::ours::{Form, HeldLocks};
-use crate::plots::{Bar, BarPanel, CdfSeries};
-use crate::workload::{Handoff, MIN_WAITER_HEAD_START, TTL};
-use crate::{BENCH_SET_CLIENTS, Lib, P2_KEYS, P2_TASKS, Res, Results, plots};
+use crate::figures::{Goal, p3};
+use crate::format::{dur, minutes, sig3};
+use crate::peers::Lib;
+use crate::workload::TTL;
+use crate::{Res, Results, plots};
 
 /// Where the plots go, relative to the output root.
 pub const PLOTS_DIR: &str = "bench/plots";
-/// The P3 CDF.
-pub const CDF_FILE: &str = "p3_handoff_cdf.svg";
 /// The P1 and P2 bars.
 pub const BARS_FILE: &str = "p1_p2_bars.svg";
 /// Machine-readable figures, relative to the output root.
 pub const RESULTS_FILE: &str = "bench/results.tsv";
 
-/// [`P2_KEYS`] as text.
-const P2_KEYS_TEXT: &str = "1,000";
-
 /// The regenerate command printed at the top.
 const REGENERATE: &str = "cargo run --release -p lock-bench";
 
-// Goals, from the issue.
-const P1_MAX_RTT: f64 = 2.3;
-const P2_MIN_SET: f64 = 0.4;
-const P3_MAX_RTT: f64 = 5.0;
-const P4_MAX_RT_PER_100: f64 = 1.0;
-const P4_MAX_RSS: f64 = 1024.0;
-const P5_MAX_RATIO: f64 = 1.05;
-
-impl Results {
-    /// P1 of `lib`.
-    pub fn p1(&self, lib: Lib) -> &Cycles {
-        &self
-            .p1
-            .iter()
-            .find(|r| r.lib == lib)
-            .expect("P1 measured for every library")
-            .cycles
-    }
-
-    /// P2 of `lib`.
-    pub fn p2(&self, lib: Lib) -> &Rate {
-        &self
-            .p2
-            .iter()
-            .find(|r| r.lib == lib)
-            .expect("P2 measured for every library")
-            .rate
-    }
-
-    /// P3 of `lib`.
-    pub fn p3(&self, lib: Lib) -> &Handoff {
-        &self.p3_row(lib).handoff
-    }
-
-    /// P3 of `lib`, with the server's counts.
-    pub fn p3_row(&self, lib: Lib) -> &P3 {
-        self.p3
-            .iter()
-            .find(|r| r.lib == lib)
-            .expect("P3 measured for every library")
-    }
-
-    /// The round trip the goals are stated in: our own PING p50, microseconds.
-    pub fn rtt(&self) -> f64 {
-        self.floor.ping.cycle.p50
-    }
-
-    /// The SET throughput P2 is divided by: redis-benchmark's, or, without it, ours.
-    pub fn set_floor(&self) -> (f64, &'static str) {
-        match &self.floor.bench_set {
-            Some(b) => (b.rps, "redis-benchmark SET"),
-            None => (
-                self.floor.set.throughput.per_sec,
-                "redis-rs SET (redis-benchmark missing)",
-            ),
-        }
-    }
-}
-
-/// One goal from the issue, evaluated.
-pub struct Goal {
-    /// The goal's name in the Goals table.
-    pub name: &'static str,
-    /// What it asks for.
-    pub target: String,
-    /// What was measured.
-    pub measured: String,
-    /// Whether it was met.
-    pub pass: bool,
-    /// Shown instead of PASS/MISS when set.
-    pub status_note: Option<String>,
-    /// What bounds it, when missed (figures that describe themselves supply it).
-    pub miss: Option<String>,
-}
-
-impl Goal {
-    fn status(&self) -> String {
-        let verdict = if self.pass { "PASS" } else { "MISS" };
-        match &self.status_note {
-            Some(note) => format!("{note} ({verdict})"),
-            None => verdict.to_owned(),
-        }
-    }
-}
-
+/// Every figure's goals, in report order.
 fn goals(r: &Results) -> Vec<Goal> {
-    let rtt = r.rtt();
-    let p1 = r.p1(Lib::Ours).cycle.mean;
-    let p2 = r.p2(Lib::Ours).throughput.per_sec;
-    let (set, set_name) = r.set_floor();
-    let p3 = r.p3(Lib::Ours).latency.p50;
-    let p4 = &r.p4;
-    let p5 = &r.p5;
-    let peers = [Lib::Rslock, Lib::Redlock];
-    let ahead = |ours: f64, theirs: &dyn Fn(Lib) -> f64, lower_is_better: bool| {
-        peers.iter().all(|&l| {
-            if lower_is_better {
-                ours < theirs(l)
-            } else {
-                ours > theirs(l)
-            }
-        })
-    };
-    let vs_peers = |unit: &dyn Fn(f64) -> String, theirs: &dyn Fn(Lib) -> f64| {
-        peers
-            .iter()
-            .map(|&l| format!("{} {}", l.name(), unit(theirs(l))))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    vec![
-        Goal {
-            name: "P1 uncontended acquire + release",
-            target: format!("≤ {P1_MAX_RTT} × PING RTT"),
-            measured: format!(
-                "{} ({} per cycle / PING p50 {})",
-                times(p1 / rtt),
-                dur(p1),
-                dur(rtt)
-            ),
-            pass: p1 / rtt <= P1_MAX_RTT,
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P2 throughput, 64 tasks, 1,000 keys",
-            target: format!("≥ {P2_MIN_SET} × {set_name}"),
-            measured: format!(
-                "{} ({} cycles/s / {} SET/s); {} redis-rs SET",
-                times(p2 / set),
-                count(p2),
-                count(set),
-                times(p2 / r.floor.set.throughput.per_sec)
-            ),
-            pass: p2 / set >= P2_MIN_SET,
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P3 contended hand-off p50",
-            target: format!("≤ {P3_MAX_RTT} × PING RTT"),
-            measured: format!("{} (p50 {})", times(p3 / rtt), dur(p3)),
-            pass: p3 / rtt <= P3_MAX_RTT,
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P4 renewal round trips",
-            target: format!("≤ {P4_MAX_RT_PER_100} per 100 held locks per tick"),
-            measured: format!(
-                "{} per 100 locks per tick ({} renewal commands per tick, {} locks)",
-                sig3(p4.round_trips_per_100_per_tick()),
-                count(p4.renewals_per_tick()),
-                count(p4.config.locks as f64)
-            ),
-            pass: p4.round_trips_per_100_per_tick() <= P4_MAX_RT_PER_100,
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P4 memory per held lock",
-            target: "≤ 1 KiB RSS".to_owned(),
-            measured: format!(
-                "{} B after acquiring, {} B after {} renewal periods (live heap: {} B, then {} B)",
-                count(p4.rss_per_lock()),
-                count(p4.rss_per_lock_after_hold()),
-                sig3(p4.periods_held()),
-                count(p4.heap_per_lock().0),
-                count(p4.heap_per_lock().1),
-            ),
-            pass: p4.rss_per_lock() <= P4_MAX_RSS,
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P5 `#[distributed_lock]` / manual guard",
-            target: format!("≤ {P5_MAX_RATIO}"),
-            measured: format!(
-                "{:.3} ({} / {} per cycle)",
-                p5.ratio,
-                dur(p5.mean(Form::Attribute)),
-                dur(p5.mean(Form::Manual))
-            ),
-            pass: p5.ratio <= P5_MAX_RATIO,
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P1 ahead of both peers",
-            target: "lower time per cycle".to_owned(),
-            measured: format!(
-                "{} vs {}",
-                dur(p1),
-                vs_peers(&|v| dur(v), &|l| r.p1(l).cycle.mean)
-            ),
-            pass: ahead(p1, &|l| r.p1(l).cycle.mean, true),
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P2 ahead of both peers",
-            target: "more cycles/s".to_owned(),
-            measured: format!(
-                "{} vs {}",
-                count(p2),
-                vs_peers(&|v| count(v), &|l| r.p2(l).throughput.per_sec)
-            ),
-            pass: ahead(p2, &|l| r.p2(l).throughput.per_sec, false),
-            status_note: None,
-            miss: None,
-        },
-        Goal {
-            name: "P3 ahead of both peers",
-            target: "lower p50 hand-off".to_owned(),
-            measured: format!(
-                "{} vs {}",
-                dur(p3),
-                vs_peers(&|v| dur(v), &|l| r.p3(l).latency.p50)
-            ),
-            pass: ahead(p3, &|l| r.p3(l).latency.p50, true),
-            status_note: None,
-            miss: None,
-        },
-    ]
-    .into_iter()
-    .chain(rounds_goals(r))
-    .chain(r.p6.goals(p3))
-    .chain(r.quorum.goals())
-    .collect()
+    r.figures().iter().flat_map(|f| f.goals(r)).collect()
 }
 
 /// Writes the plots, results.tsv and BENCHMARKS.md under `root`; returns what it wrote.
 pub fn write_all(r: &Results, root: &Path) -> Res<Vec<PathBuf>> {
     let plots_dir = root.join(PLOTS_DIR);
     fs::create_dir_all(&plots_dir)?;
-    let cdf = plots_dir.join(CDF_FILE);
     let bars = plots_dir.join(BARS_FILE);
-    write_cdf(r, &cdf)?;
-    write_bars(r, &bars)?;
-    let p6_plots = r.p6.plots(&plots_dir)?;
-    let tsv = root.join(RESULTS_FILE);
-    fs::write(&tsv, results_tsv(r))?;
+    plots::bars(&bars, &[r.p1.bars(), r.p2.bars()])?;
     let md = root.join("BENCHMARKS.md");
     fs::write(&md, markdown(r))?;
-    let mut written = vec![md, cdf, bars, tsv];
-    written.extend(p6_plots);
+    let tsv = root.join(RESULTS_FILE);
+    fs::write(&tsv, results_tsv(r))?;
+    let mut written = vec![md, bars, tsv];
+    for f in r.figures() {
+        written.extend(f.plots(r, &plots_dir)?);
+    }
     Ok(written)
-}
-
-fn write_cdf(r: &Results, path: &Path) -> Res<()> {
-    let series: Vec<CdfSeries<'_>> =
-        r.p3.iter()
-            .map(|row| CdfSeries {
-                name: match non_positive(&row.handoff.latency) {
-                    0 => format!("{} (p50 {})", row.lib.name(), dur(row.handoff.latency.p50)),
-                    k => format!(
-                        "{} (p50 {}; {k} ≤ 0)",
-                        row.lib.name(),
-                        dur(row.handoff.latency.p50),
-                    ),
-                },
-                sorted_us: &row.handoff.latency.sorted_us,
-            })
-            .collect();
-    let goal_ms = P3_MAX_RTT * r.rtt() / 1000.0;
-    plots::cdf(
-        path,
-        "P3: contended hand-off, release returned -> waiter's acquire returned",
-        &series,
-        Some((
-            goal_ms,
-            format!("goal: {P3_MAX_RTT} × PING RTT = {}", dur(goal_ms * 1000.0)),
-        )),
-    )
-}
-
-fn write_bars(r: &Results, path: &Path) -> Res<()> {
-    let mut p1 = vec![Bar {
-        label: "PING, redis-rs (floor)".to_owned(),
-        value: r.floor.ping.cycle.p50,
-        floor: true,
-    }];
-    if let Some(bp) = &r.floor.bench_ping {
-        p1.push(Bar {
-            label: "PING, redis-benchmark (floor)".to_owned(),
-            value: bp.p50_us,
-            floor: true,
-        });
-    }
-    p1.push(Bar {
-        label: "bare protocol cycle (floor)".to_owned(),
-        value: r.floor.bare.cycle.mean,
-        floor: true,
-    });
-    for row in &r.p1 {
-        p1.push(Bar {
-            label: row.lib.name().to_owned(),
-            value: row.cycles.cycle.mean,
-            floor: false,
-        });
-    }
-    let mut p2 = Vec::new();
-    if let Some(bs) = &r.floor.bench_set {
-        p2.push(Bar {
-            label: format!("SET, redis-benchmark -c {} (floor)", bs.clients),
-            value: bs.rps,
-            floor: true,
-        });
-    }
-    p2.push(Bar {
-        label: "SET, redis-rs 64 tasks (floor)".to_owned(),
-        value: r.floor.set.throughput.per_sec,
-        floor: true,
-    });
-    for row in &r.p2 {
-        p2.push(Bar {
-            label: row.lib.name().to_owned(),
-            value: row.rate.throughput.per_sec,
-            floor: false,
-        });
-    }
-    plots::bars(
-        path,
-        &[
-            BarPanel {
-                title: "P1: uncontended acquire + release, one task (lower is better)".to_owned(),
-                unit: "µs per cycle (mean); floors: PING p50, bare protocol cycle mean".to_owned(),
-                bars: p1,
-            },
-            BarPanel {
-                title: format!(
-                    "P2: {P2_TASKS} tasks, {} keys, one client (higher is better)",
-                    count(P2_KEYS as f64)
-                ),
-                unit: "acquire + release cycles per second; floors: SET requests per second"
-                    .to_owned(),
-                bars: p2,
-            },
-        ],
-    )
 }
 
 /// Every figure as `id<TAB>value<TAB>unit`.
 fn results_tsv(r: &Results) -> String {
     let mut out = String::from("# lock-bench figures: id\tvalue\tunit\n");
-    let mut put = |id: String, value: f64, unit: &str| {
+    for (id, value, unit) in r.figures().iter().flat_map(|f| f.tsv(r)) {
         let _ = writeln!(out, "{id}\t{value}\t{unit}");
-    };
-    let rtt = r.rtt();
-    put("floor.ping_rs.p50".into(), rtt, "us");
-    put(
-        "floor.bare_scripts.mean".into(),
-        r.floor.bare.cycle.mean,
-        "us",
-    );
-    put(
-        "floor.set_rs.rps".into(),
-        r.floor.set.throughput.per_sec,
-        "1/s",
-    );
-    if let Some(bp) = &r.floor.bench_ping {
-        put("floor.ping_rb.p50".into(), bp.p50_us, "us");
-    }
-    if let Some(bs) = &r.floor.bench_set {
-        put("floor.set_rb.rps".into(), bs.rps, "1/s");
-    }
-    for row in &r.p1 {
-        let id = row.lib.id();
-        let row = &row.cycles;
-        put(format!("p1.{id}.mean"), row.cycle.mean, "us");
-        put(format!("p1.{id}.p50"), row.cycle.p50, "us");
-        put(format!("p1.{id}.ratio_ping"), row.cycle.mean / rtt, "x");
-        put(
-            format!("p1.{id}.commands_per_cycle"),
-            row.commands_per_cycle(),
-            "1",
-        );
-        put(
-            format!("p1.{id}.round_trips_per_cycle"),
-            row.round_trips_per_cycle(),
-            "1",
-        );
-    }
-    let (set, _) = r.set_floor();
-    for row in &r.p2 {
-        let id = row.lib.id();
-        let row = &row.rate;
-        put(
-            format!("p2.{id}.cycles_per_sec"),
-            row.throughput.per_sec,
-            "1/s",
-        );
-        put(
-            format!("p2.{id}.ratio_set"),
-            row.throughput.per_sec / set,
-            "x",
-        );
-    }
-    for P3 {
-        lib, handoff: h, ..
-    } in &r.p3
-    {
-        let id = lib.id();
-        put(format!("p3.{id}.p50"), h.latency.p50, "us");
-        put(format!("p3.{id}.p99"), h.latency.p99, "us");
-        put(format!("p3.{id}.p999"), h.latency.p999, "us");
-        put(format!("p3.{id}.ratio_ping"), h.latency.p50 / rtt, "x");
-    }
-    put("p4.renewals_per_tick".into(), r.p4.renewals_per_tick(), "1");
-    put(
-        "p4.round_trips_per_100_locks_per_tick".into(),
-        r.p4.round_trips_per_100_per_tick(),
-        "1",
-    );
-    put("p4.rss_per_lock".into(), r.p4.rss_per_lock(), "B");
-    put("p5.manual.mean".into(), r.p5.mean(Form::Manual), "us");
-    put("p5.run.mean".into(), r.p5.mean(Form::Run), "us");
-    put("p5.attribute.mean".into(), r.p5.mean(Form::Attribute), "us");
-    put("p5.ratio".into(), r.p5.ratio, "x");
-    for (id, value, unit) in r.p6.figures().into_iter().chain(r.quorum.figures()) {
-        put(id, value, unit);
     }
     out
 }
@@ -459,7 +59,7 @@ pub fn summary(r: &Results) -> String {
     let _ = writeln!(
         out,
         "\nlock-bench results ({} run, {})",
-        if r.config.quick { "quick" } else { "full" },
+        if r.quick { "quick" } else { "full" },
         r.date
     );
     for g in goals(r) {
@@ -477,88 +77,17 @@ pub fn summary(r: &Results) -> String {
 
 fn markdown(r: &Results) -> String {
     let mut md = String::new();
-    let rtt = r.rtt();
-    let (set, set_name) = r.set_floor();
     let w = &mut md;
+    run_table(w, r);
 
-    let _ = writeln!(w, "# Benchmarks\n");
-    let _ = writeln!(
-        w,
-        "<!-- Generated by `{REGENERATE}` (bench/src/report.rs); do not edit by hand. -->\n"
-    );
-    let _ = writeln!(
-        w,
-        "**Regenerate:** `{REGENERATE}` (or `scripts/bench`). It starts its own `redis-server` on a free \
-         loopback port, measures everything below in one run, and rewrites this file and the plots in \
-         `{PLOTS_DIR}/`. `scripts/bench --quick` is a smoke run of a few seconds that writes to a \
-         temporary directory instead.\n"
-    );
-    if r.config.quick {
-        let _ = writeln!(
-            w,
-            "> **Quick run:** tiny sample counts, for checking that the bench works. Do not compare these figures.\n"
-        );
-    }
-    let _ = writeln!(w, "| Run | |\n|---|---|");
-    let _ = writeln!(
-        w,
-        "| Date | {} (took {}) |",
-        r.date,
-        minutes(r.elapsed.as_secs())
-    );
-    let _ = writeln!(
-        w,
-        "| Measured | {} (recorded when the bench was built) |",
-        r.revision
-    );
-    let _ = writeln!(
-        w,
-        "| Machine | {}, {} logical CPUs (available parallelism {}), {} |",
-        r.machine.cpu, r.machine.cpus, r.machine.parallelism, r.machine.kernel
-    );
-    let _ = writeln!(
-        w,
-        "| Load average (1, 5, 15 min) | {} at the start, {} at the end |",
-        r.machine.load_at_start, r.load_at_end
-    );
-    let _ = writeln!(
-        w,
-        "| Server | redis-server {}, started by the bench (lock-tests harness), persistence off, TCP on 127.0.0.1 |",
-        r.redis_version
-    );
-    let _ = writeln!(
-        w,
-        "| redis-benchmark | {} |",
-        r.floor.bench.as_ref().map_or(
-            "not installed: the floor is our own PINGs and SETs only".to_owned(),
-            |b| b.version.clone()
-        )
-    );
-    let _ = writeln!(
-        w,
-        "| Client runtime | tokio multi-thread, {} worker threads; redlock on OS threads |\n",
-        r.machine.parallelism
-    );
-    let _ = writeln!(
-        w,
-        "All clients, redis-server and redis-benchmark share the machine's {} CPUs with each other (and with \
-         whatever else runs), so the figures are from one run. The spread columns show how much they move \
-         between rounds of this run; whole runs differ more. Ratios are taken within this one run.\n",
-        r.machine.parallelism
-    );
-
-    // Goals.
     let _ = writeln!(w, "## Goals\n");
     let _ = writeln!(
         w,
         "RTT is the p50 of our own timed PINGs on a redis-rs `ConnectionManager`, the connection type \
          lock-runtime uses ({}). redis-benchmark's PING p50 is shown beside it in the tables.\n",
-        dur(rtt)
+        dur(r.rtt())
     );
-    let _ = writeln!(
-        w,
-        "| Goal | Target | Measured | Result |\n|---|---|---|---|"
-    );
+    crate::format::header(w, "| Goal | Target | Measured | Result |");
     let goals = goals(r);
     for g in &goals {
         let _ = writeln!(
@@ -571,572 +100,177 @@ fn markdown(r: &Results) -> String {
         );
     }
     let _ = writeln!(w);
-    misses(w, r, &goals);
-    notes(w, r);
+    let missed: Vec<&Goal> = goals.iter().filter(|g| !g.pass).collect();
+    if missed.is_empty() {
+        let _ = writeln!(w, "Every goal is met in this run.\n");
+    } else {
+        let _ = writeln!(w, "### Missed goals, and what bounds them\n");
+        for g in missed {
+            debug_assert!(!g.bound.is_empty(), "{} is missed with no bound", g.name);
+            let _ = writeln!(w, "- {}\n", g.bound);
+        }
+    }
+    let notes: Vec<String> = r.figures().iter().flat_map(|f| f.notes(r)).collect();
+    if !notes.is_empty() {
+        let _ = writeln!(w, "### Notes\n");
+        for note in notes {
+            let _ = writeln!(w, "- {note}\n");
+        }
+    }
 
-    // Figures.
     let _ = writeln!(w, "## Figures\n");
-    let _ = writeln!(w, "![P3 hand-off latency CDF]({PLOTS_DIR}/{CDF_FILE})\n");
+    let _ = writeln!(
+        w,
+        "![P3 hand-off latency CDF]({PLOTS_DIR}/{})\n",
+        p3::CDF_FILE
+    );
     let _ = writeln!(w, "![P1 and P2 bars]({PLOTS_DIR}/{BARS_FILE})\n");
-
-    let _ = writeln!(w, "### Floor\n");
-    let _ = writeln!(w, "| Figure | Value | Samples |\n|---|---|---|");
-    let ping = &r.floor.ping.cycle;
-    let _ = writeln!(
-        w,
-        "| PING round trip, redis-rs `ConnectionManager`, one task | p50 {}, mean {}, p99 {} | {} |",
-        dur(ping.p50),
-        dur(ping.mean),
-        dur(ping.p99),
-        count(ping.n as f64)
-    );
-    match &r.floor.bench_ping {
-        Some(bp) => {
-            let _ = writeln!(
-                w,
-                "| PING round trip, `redis-benchmark -t ping_mbulk -c 1` | p50 {}, mean {} | {} requests |",
-                dur(bp.p50_us),
-                dur(bp.avg_us),
-                count(bp.n as f64)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                w,
-                "| PING round trip, redis-benchmark | not installed | - |"
-            );
-        }
+    for f in r.figures() {
+        w.push_str(&f.section(r));
     }
-    let bare = &r.floor.bare.cycle;
-    let _ = writeln!(
-        w,
-        "| Bare protocol cycle: `SET NX PX` + compare-and-delete script through redis-rs, no lock library | mean {} ({} RTT), p50 {}; CPU per cycle: client {}, server {} | {} cycles |",
-        dur(bare.mean),
-        times(bare.mean / rtt),
-        dur(bare.p50),
-        dur(r.floor.bare.client_cpu_us()),
-        dur(r.floor.bare.server_cpu_us()),
-        count(bare.n as f64)
-    );
-    match (&r.floor.bench_set, &r.floor.bench_set_counters) {
-        (Some(bs), Some(c)) => {
-            let _ = writeln!(
-                w,
-                "| SET throughput, `redis-benchmark -t set -c {} -n {} -q` | {} req/s; server CPU {} per SET ({} in the command itself) | {} requests |",
-                bs.clients,
-                bs.n,
-                count(bs.rps),
-                dur(bs.server_cpu_us),
-                dur(c.usec_per_call("set")),
-                count(bs.n as f64)
-            );
-        }
-        _ => {
-            let _ = writeln!(w, "| SET throughput, redis-benchmark | not installed | - |");
-        }
-    }
-    let _ = writeln!(
-        w,
-        "| SET throughput, redis-rs, {P2_TASKS} tasks on one `ConnectionManager` | {} req/s; CPU per SET: client {}, server {} ({} in the command itself) | {} s |\n",
-        count(r.floor.set.throughput.per_sec),
-        dur(r.floor.set.throughput.client_cpu_us()),
-        dur(r.floor.set.throughput.server_cpu_us()),
-        dur(r.floor.set.counters.usec_per_call("set")),
-        sig3(r.floor.set.throughput.secs)
-    );
-    let _ = writeln!(
-        w,
-        "`redis-benchmark -c {BENCH_SET_CLIENTS}` keeps one request in flight per connection (no `-P`), so its SET \
-         rate is bound by its own round trips and its share of the CPUs; redis-rs pipelines the requests of \
-         {P2_TASKS} tasks on one connection, the harder floor. The P2 goal is stated against redis-benchmark, \
-         and the tables show both.\n"
-    );
-
-    // P1.
-    let ours1 = r.p1(Lib::Ours);
-    let _ = writeln!(
-        w,
-        "### P1: uncontended acquire + release, one task, one key\n"
-    );
-    let _ = writeln!(
-        w,
-        "| Subject | mean per cycle | p50 | p99 | mean ÷ PING p50 (redis-rs) | mean ÷ PING p50 (redis-benchmark) | lock-runtime ÷ this | round trips per cycle | commands per cycle | CPU per cycle: client / server (in commands) | TCP connections per cycle | block means, lowest-highest | cycles |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let rb_ping = r.floor.bench_ping.as_ref().map(|b| b.p50_us);
-    let rows =
-        r.p1.iter()
-            .map(|row| (row.lib.name(), row.lib == Lib::Ours, &row.cycles))
-            .chain([
-                (
-                    "*floor: `SET NX PX` + compare-and-delete script, bare redis-rs*",
-                    false,
-                    &r.floor.bare,
-                ),
-                (
-                    "*floor: `PING`, redis-rs `ConnectionManager`*",
-                    false,
-                    &r.floor.ping,
-                ),
-            ]);
-    for (name, is_ours, cy) in rows {
-        let c = &cy.cycle;
-        let (lo, hi) = cy.spread();
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} - {} | {} |",
-            name,
-            dur(c.mean),
-            dur(c.p50),
-            dur(c.p99),
-            times(c.mean / rtt),
-            rb_ping.map_or("-".to_owned(), |p| times(c.mean / p)),
-            if is_ours {
-                "-".to_owned()
-            } else {
-                times(ours1.cycle.mean / c.mean)
-            },
-            sig3(cy.round_trips_per_cycle()),
-            with_inner(&cy.accounting),
-            cpu_pair(
-                cy.client_cpu_us(),
-                cy.server_cpu_us(),
-                cy.server_us_per_cycle()
-            ),
-            sig3(cy.connections_per_cycle()),
-            dur(lo),
-            dur(hi),
-            count(c.n as f64)
-        );
-    }
-    let _ = writeln!(
-        w,
-        "\nThe subjects ran interleaved: {} rounds, each one block of {} cycles per subject, the order \
-         rotating every round. The last-but-one column is the spread of the per-round block means.\n",
-        r.config.p1_rounds,
-        count(r.config.p1_block as f64)
-    );
-
-    // P2.
-    let ours2 = r.p2(Lib::Ours);
-    let set_rs = r.floor.set.throughput.per_sec;
-    let _ = writeln!(
-        w,
-        "### P2: throughput, {P2_TASKS} tasks over {} keys, one client\n",
-        count(P2_KEYS as f64)
-    );
-    let _ = writeln!(
-        w,
-        "| Subject | per second | ÷ {set_name} | ÷ redis-rs SET ({P2_TASKS} tasks) | lock-runtime ÷ this | CPU per operation: client / server (in commands) | CPU used: client cores, server cores | rounds, lowest-highest | errors | timed |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
-    let rows =
-        r.p2.iter()
-            .map(|row| (row.lib.name(), Some(row.lib), &row.rate))
-            .chain([(
-                "*floor: SET, redis-rs, 64 tasks on one connection*",
-                None,
-                &r.floor.set,
-            )]);
-    for (name, lib, rate) in rows {
-        let t = &rate.throughput;
-        let (lo, hi) = rate.spread();
-        let in_commands = match lib {
-            Some(lib) => p2_server_us_per_cycle(r, lib),
-            None => rate.counters.usec_per_call("set"),
-        };
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} | {} | {} | {} | {}, {} | {} - {} | {} | {} s, {} operations |",
-            name,
-            count(t.per_sec),
-            times(t.per_sec / set),
-            times(t.per_sec / set_rs),
-            if lib == Some(Lib::Ours) {
-                "-".to_owned()
-            } else {
-                times(ours2.throughput.per_sec / t.per_sec)
-            },
-            cpu_pair(t.client_cpu_us(), t.server_cpu_us(), in_commands),
-            sig3(t.cpu.client / t.secs),
-            sig3(t.cpu.server / t.secs),
-            count(lo),
-            count(hi),
-            match &t.first_error {
-                Some(e) => format!(
-                    "{} (first: {})",
-                    count(t.errors as f64),
-                    e.replace('|', "/")
-                ),
-                None => "0".to_owned(),
-            },
-            sig3(t.secs),
-            count(t.ops as f64)
-        );
-    }
-    let _ = writeln!(
-        w,
-        "\nThe subjects ran interleaved: {} rounds, each one window of {} (after {} of warm-up) per subject, \
-         the order rotating every round, and one `redis-benchmark -t set` run of {} requests per round.\n",
-        r.config.p2_rounds,
-        dur(r.config.p2_window.measure.as_secs_f64() * 1e6),
-        dur(r.config.p2_window.warmup.as_secs_f64() * 1e6),
-        count((r.config.bench_set_n / r.config.p2_rounds) as f64)
-    );
-
-    // P3.
-    let ours3 = r.p3(Lib::Ours);
-    let _ = writeln!(w, "### P3: contended hand-off, two clients, one key\n");
-    let _ = writeln!(
-        w,
-        "| Library | p50 | p99 | p999 | min | max | p50 ÷ PING p50 | lock-runtime p50 ÷ this p50 | round trips per round | commands per round | samples ≤ 0 | samples (discarded) |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for row in &r.p3 {
-        let l = &row.handoff.latency;
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) |",
-            row.lib.name(),
-            dur(l.p50),
-            dur(l.p99),
-            dur(l.p999),
-            dur(l.min),
-            dur(l.max),
-            times(l.p50 / rtt),
-            if row.lib == Lib::Ours {
-                "-".to_owned()
-            } else {
-                times(ours3.latency.p50 / l.p50)
-            },
-            sig3(row.accounting.round_trips_per_cycle()),
-            with_inner(&row.accounting),
-            share(non_positive(l), l.n),
-            count(l.n as f64),
-            row.handoff.discarded
-        );
-    }
-    let _ = writeln!(
-        w,
-        "\nA round is one hand-off: the holder's acquire and release and the waiter's whole wait, acquire and \
-         release. Its commands show how each waiter waits. A sample is at or below zero when the waiter's \
-         acquire returned before the holder's task resumed after its own release reply (both replies leave \
-         the server together); the plot's log scale draws such samples at 1 µs.\n"
-    );
-
-    // P4.
-    p4_table(w, &r.p4);
-
-    // P5.
-    let p5 = &r.p5;
-    let _ = writeln!(
-        w,
-        "### P5: `#[distributed_lock]` against the manual guard\n"
-    );
-    let _ = writeln!(
-        w,
-        "| Form | mean per cycle (median of rounds) | ÷ manual (median of per-round ratios) |\n|---|---|---|"
-    );
-    let _ = writeln!(
-        w,
-        "| manual: `client.lock(format!(\"bench:p5:{{id}}\")).ttl(10s).acquire()`, then `release()` | {} | 1 |",
-        dur(p5.mean(Form::Manual))
-    );
-    let _ = writeln!(
-        w,
-        "| `client.lock(..).ttl(10s).run(async {{ Ok(()) }})` (what the attribute calls) | {} | {:.3} |",
-        dur(p5.mean(Form::Run)),
-        p5.run_ratio
-    );
-    let _ = writeln!(
-        w,
-        "| `#[distributed_lock(key = \"bench:p5:{{id}}\", ttl = \"10s\", client = client)]` on an empty body | {} | **{:.3}** |\n",
-        dur(p5.mean(Form::Attribute)),
-        p5.ratio
-    );
-    let _ = writeln!(
-        w,
-        "{} rounds of {} cycles of each form; the order of the forms rotates every round.\n",
-        p5.rounds, p5.block
-    );
-
-    let _ = write!(w, "{}", r.p6.section(rtt));
-    let _ = write!(w, "{}", r.quorum.section());
-
     method(w, r);
     closing_note(w, r);
     md
 }
 
-fn p4_table(w: &mut String, p4: &HeldLocks) {
-    let c = &p4.config;
+/// The title, how to regenerate, and where and when the run was taken.
+fn run_table(w: &mut String, r: &Results) {
+    let _ = writeln!(w, "# Benchmarks\n");
     let _ = writeln!(
         w,
-        "### P4: {} locks held on one client\n",
-        count(c.locks as f64)
-    );
-    let _ = writeln!(w, "| Figure | Value |\n|---|---|");
-    let _ = writeln!(
-        w,
-        "| TTL, renewal period (TTL/3), counted window | {}, {}, {} = {} ticks |",
-        dur(c.ttl.as_secs_f64() * 1e6),
-        dur(p4.period().as_secs_f64() * 1e6),
-        dur(p4.window.as_secs_f64() * 1e6),
-        sig3(p4.ticks())
+        "<!-- Generated by `{REGENERATE}` (bench/src/report.rs); do not edit by hand. -->\n"
     );
     let _ = writeln!(
         w,
-        "| renewal commands (EVALSHA + EVAL) counted by the server in the window | {} |",
-        count(p4.counters.script_calls() as f64)
+        "**Regenerate:** `{REGENERATE}` (or `scripts/bench`). It starts its own `redis-server` on a free \
+         loopback port, measures everything below in one run, and rewrites this file and the plots in \
+         `{PLOTS_DIR}/`. `scripts/bench --quick` is a smoke run of a few seconds that writes to a \
+         temporary directory instead.\n"
     );
-    let _ = writeln!(
-        w,
-        "| commands the server counted in the window (those run inside scripts included) | {} |",
-        p4.counters.breakdown()
-    );
-    let _ = writeln!(
-        w,
-        "| renewal commands per tick | {} |",
-        count(p4.renewals_per_tick())
-    );
-    let _ = writeln!(
-        w,
-        "| round trips per 100 held locks per tick | {} |",
-        sig3(p4.round_trips_per_100_per_tick())
-    );
-    let _ = writeln!(
-        w,
-        "| RSS per held lock: growth from before acquiring to after acquiring | {} B ({} → {}) |",
-        count(p4.rss_per_lock()),
-        mib(p4.rss[0]),
-        mib(p4.rss[1])
-    );
-    let _ = writeln!(
-        w,
-        "| RSS per held lock: growth from before acquiring to the end of the hold | {} B ({}) |",
-        count(p4.rss_per_lock_after_hold()),
-        mib(p4.rss[2])
-    );
-    let by_period: Vec<String> = p4.rss_by_period.iter().map(|b| mib(*b)).collect();
-    let _ = writeln!(
-        w,
-        "| VmRSS after acquiring, then once per renewal period while held | {}, {} |",
-        mib(p4.rss[1]),
-        by_period.join(", ")
-    );
-    let (heap_acquired, heap_held) = p4.heap_per_lock();
-    let _ = writeln!(
-        w,
-        "| live heap per held lock (bench's counting allocator): after acquiring, after {} renewal periods | {} B, {} B |",
-        sig3(p4.periods_held()),
-        count(heap_acquired),
-        count(heap_held)
-    );
-    let heap_by_period: Vec<String> = p4
-        .heap_by_period
-        .iter()
-        .map(|b| mib(*b.max(&0) as u64))
-        .collect();
-    let _ = writeln!(
-        w,
-        "| live heap once per renewal period while held | {} |",
-        heap_by_period.join(", ")
-    );
-    let _ = writeln!(
-        w,
-        "| time to acquire them all (32 tasks) | {} |",
-        dur(p4.acquire_secs * 1e6)
-    );
-    let _ = writeln!(w, "| locks declared lost during the hold | {} |\n", p4.lost);
-}
-
-/// Things a PASS alone would hide, from the figures.
-fn notes(w: &mut String, r: &Results) {
-    let p4 = &r.p4;
-    let mut notes = Vec::new();
-    if p4.rss_per_lock() <= P4_MAX_RSS && p4.rss_per_lock_after_hold() > P4_MAX_RSS {
-        let by_period: Vec<String> = p4.rss_by_period.iter().map(|b| mib(*b)).collect();
-        notes.push(format!(
-            "**P4 memory passes only as measured at acquisition.** RSS grows while the locks are held and \
-             renewed: {} B per lock after acquiring, {} B at the end of the counted window (VmRSS {} after \
-             acquiring, then {} once per renewal period). The goal's measurement is before and after \
-             acquiring; over a longer hold the figure is higher.",
-            count(p4.rss_per_lock()),
-            count(p4.rss_per_lock_after_hold()),
-            mib(p4.rss[1]),
-            by_period.join(", ")
-        ));
+    if r.quick {
+        let _ = writeln!(
+            w,
+            "> **Quick run:** tiny sample counts, for checking that the bench works. Do not compare these figures.\n"
+        );
     }
-    let rt = p4.round_trips_per_100_per_tick();
-    if rt <= P4_MAX_RT_PER_100 && rt > 0.95 * P4_MAX_RT_PER_100 {
-        notes.push(format!(
-            "**P4 round trips are at the limit:** {} per 100 locks per tick, i.e. {} locks per renewal \
-             command. The goal is met by full batches of 100; any partial batch in a tick goes over it.",
-            sig3(rt),
-            sig3(p4.config.locks as f64 / p4.renewals_per_tick())
-        ));
-    }
-    if p4.lost > 0 {
-        notes.push(format!(
-            "**{} of {} held locks were declared lost** during P4's hold.",
-            count(p4.lost as f64),
-            count(p4.config.locks as f64)
-        ));
-    }
-    if notes.is_empty() {
-        return;
-    }
-    let _ = writeln!(w, "### Notes\n");
-    for note in notes {
-        let _ = writeln!(w, "- {note}\n");
-    }
-}
-
-/// The issue's rounds goal: at least rslock's figure on P1 and P2 in at least 15 of 20
-/// interleaved rounds (scaled to the rounds run).
-fn rounds_goals(r: &Results) -> Vec<Goal> {
-    let p1_won = rounds_won(
-        &r.p1(Lib::Ours).block_means,
-        &r.p1(Lib::Rslock).block_means,
-        true,
-    );
-    let p2_won = rounds_won(
-        &r.p2(Lib::Ours).round_rates,
-        &r.p2(Lib::Rslock).round_rates,
-        false,
-    );
-    let goal = |name, (won, n): (usize, usize), what: &str| {
-        let need = (n * 3).div_ceil(4);
-        Goal {
-            name,
-            target: format!("at least rslock's figure in ≥ 15 of 20 rounds ({need} of {n})"),
-            measured: format!("{won} of {n} rounds ({what})"),
-            pass: won >= need,
-            status_note: None,
-            miss: Some(format!(
-                "**{}: at least rslock's figure in {won} of {n} interleaved rounds**, against {need} \
-                 needed. Both send the same two round trips per cycle (see the P1 table); the rest is \
-                 client and server CPU on 2 shared cores, which moves from round to round.",
-                &name[..2]
-            )),
-        }
-    };
-    vec![
-        goal(
-            "P1 rounds at least rslock's",
-            p1_won,
-            "block mean per cycle, lower is better",
+    let m = &r.machine;
+    let rows = [
+        (
+            "Date".to_owned(),
+            format!("{} (took {})", r.date, minutes(r.elapsed.as_secs())),
         ),
-        goal(
-            "P2 rounds at least rslock's",
-            p2_won,
-            "cycles per second, higher is better",
+        (
+            "Measured".to_owned(),
+            format!("{} (recorded when the bench was built)", r.revision),
         ),
-    ]
+        (
+            "Machine".to_owned(),
+            format!(
+                "{}, {} logical CPUs (available parallelism {}), {}",
+                m.cpu, m.cpus, m.parallelism, m.kernel
+            ),
+        ),
+        (
+            "Load average (1, 5, 15 min)".to_owned(),
+            format!(
+                "{} at the start, {} at the end",
+                m.load_at_start, r.load_at_end
+            ),
+        ),
+        (
+            "Server".to_owned(),
+            format!(
+                "redis-server {}, started by the bench (lock-tests harness), persistence off, TCP on 127.0.0.1",
+                r.redis_version
+            ),
+        ),
+        (
+            "redis-benchmark".to_owned(),
+            r.redis_benchmark.as_ref().map_or(
+                "not installed: the floor is our own PINGs and SETs only".to_owned(),
+                |b| b.version.clone(),
+            ),
+        ),
+        (
+            "Client runtime".to_owned(),
+            format!(
+                "tokio multi-thread, {} worker threads; redlock on OS threads",
+                m.parallelism
+            ),
+        ),
+    ];
+    crate::format::header(w, "| Run | |");
+    for (what, value) in rows {
+        let _ = writeln!(w, "| {what} | {value} |");
+    }
+    let _ = writeln!(
+        w,
+        "\nAll clients, redis-server and redis-benchmark share the machine's {} CPUs with each other (and \
+         with whatever else runs), so the figures are from one run. The spread columns show how much they \
+         move between rounds of this run; whole runs differ more. Ratios are taken within this one run.\n",
+        m.parallelism
+    );
 }
 
-/// Rounds in which `ours` was at least as good as `peer`, and rounds compared.
-fn rounds_won(ours: &[f64], peer: &[f64], lower_is_better: bool) -> (usize, usize) {
-    let n = ours.len().min(peer.len());
-    (n - paired_losses(ours, peer, lower_is_better), n)
+/// How the figures were taken: what they share, then each figure's bullet, then the peers.
+fn method(w: &mut String, r: &Results) {
+    let _ = writeln!(w, "## Method\n");
+    let _ = writeln!(
+        w,
+        "- **Timing.** `std::time::Instant` (monotonic). Every measurement is preceded by untimed warm-up \
+         (P1, PING and the bare floor: {} cycles; P2: {} of load per round; P3: {} hand-offs; P5: one block \
+         of each form). Percentiles are nearest-rank on the sorted samples; sample counts are in each table. \
+         Figures that are divided by each other are taken interleaved (P1 with its floors, P2 with its floors, \
+         the P5 forms): short blocks in rotating order, pooled, so that the machine's changing load hits all \
+         of them alike. Between measurements the server is `FLUSHALL`ed.\n\
+         - **Counting.** Server command counts and server time come from `CONFIG RESETSTAT` before and \
+         `INFO commandstats` after each timed block (the probe's own `INFO`/`CONFIG` are left out). Those \
+         counts include the commands a script runs inside the server, so commands and round trips are counted \
+         apart, in untimed passes of each workload ({} cycles, {} P3 rounds). Under `MONITOR`, the \
+         top-level commands show apart from those scripts run (`[0 lua]`). In a second pass without it, \
+         `INFO stats` `total_writes_processed` counts the server's replies: one per request, or per \
+         pipelined batch of requests read together, whatever the client's write pattern. Round trips \
+         per cycle are those writes per cycle; a new TCP connection's handshake is not in them (see the \
+         connections column). CPU time is `utime + stime` of this process (the clients) and of redis-server \
+         from `/proc/<pid>/stat`, over each timed block; at 10 ms per tick it is coarse for short blocks.",
+        crate::format::count(r.p1.config.blocks.warmup as f64),
+        crate::format::dur_of(r.p2.config.window.warmup),
+        r.p3.config.warmup,
+        r.p1.config.accounting,
+        r.p3.config.accounting
+    );
+    let _ = writeln!(
+        w,
+        "- **Locks.** TTL {} in P1-P3 and P5, so nothing expires while measured. lock-runtime runs with its \
+         defaults (watchdog on, no fencing, default backoff); every measurement uses fresh clients.",
+        crate::format::dur_of(TTL)
+    );
+    for bullet in r.figures().iter().filter_map(|f| f.method(r)) {
+        let _ = writeln!(w, "{bullet}");
+    }
+    let _ = writeln!(w, "{}", crate::peers::method());
+    let _ = writeln!(
+        w,
+        "Figures as numbers: `{RESULTS_FILE}`. The bench's source: `bench/src/` (one file per figure \
+         in `bench/src/figures/`).\n"
+    );
 }
 
 /// The closing note: every figure as a ratio from this run, and what changed on the hot
 /// path with the figure that justified it.
 fn closing_note(w: &mut String, r: &Results) {
-    let _ = writeln!(
-        w,
-        "## Closing note
-"
-    );
+    let _ = writeln!(w, "## Closing note\n");
     let _ = writeln!(
         w,
         "Every figure as a ratio, all from this run (lock-runtime ÷ peer; below 1 is better for times, \
          above 1 for rates):\n"
     );
-    let _ = writeln!(
-        w,
-        "| Figure | ÷ rslock 0.10 | ÷ redlock 2.0 | other |\n|---|---|---|---|"
-    );
-    let ratio = |ours: f64, f: &dyn Fn(Lib) -> f64| {
-        [Lib::Rslock, Lib::Redlock].map(|l| format!("{:.3}", ours / f(l)))
-    };
-    let p1 = r.p1(Lib::Ours).cycle.mean;
-    let [a, b] = ratio(p1, &|l| r.p1(l).cycle.mean);
-    let _ = writeln!(
-        w,
-        "| P1 time per cycle | {a} | {b} | {} × PING RTT |",
-        sig3(p1 / r.rtt())
-    );
-    let p2 = r.p2(Lib::Ours).throughput.per_sec;
-    let [a, b] = ratio(p2, &|l| r.p2(l).throughput.per_sec);
-    let (set, set_name) = r.set_floor();
-    let _ = writeln!(
-        w,
-        "| P2 cycles per second | {a} | {b} | {} × {set_name} |",
-        sig3(p2 / set)
-    );
-    let p3 = r.p3(Lib::Ours).latency.p50;
-    let [a, b] = ratio(p3, &|l| r.p3(l).latency.p50);
-    let _ = writeln!(
-        w,
-        "| P3 hand-off p50 | {a} | {b} | {} × PING RTT |",
-        sig3(p3 / r.rtt())
-    );
-    let _ = writeln!(
-        w,
-        "| P4 renewal round trips per 100 locks per tick | - | - | {} |",
-        sig3(r.p4.round_trips_per_100_per_tick())
-    );
-    let _ = writeln!(
-        w,
-        "| P4 RSS per held lock, after acquiring / after {} periods | - | - | {} B / {} B (live heap {} B / {} B) |",
-        sig3(r.p4.periods_held()),
-        count(r.p4.rss_per_lock()),
-        count(r.p4.rss_per_lock_after_hold()),
-        count(r.p4.heap_per_lock().0),
-        count(r.p4.heap_per_lock().1)
-    );
-    let _ = writeln!(w, "| P5 attribute ÷ manual | - | - | {:.3} |", r.p5.ratio);
-    let p6 = r.p6.row(Lib::Ours);
-    let [a, b] = ratio(p6.handoff.p50, &|l| r.p6.row(l).handoff.p50);
-    let _ = writeln!(
-        w,
-        "| P6 hand-off p50 | {a} | {b} | {} × P3 p50 |",
-        sig3(p6.handoff.p50 / p3)
-    );
-    let [a, b] = ratio(p6.commands_per_handoff(), &|l| {
-        r.p6.row(l).commands_per_handoff()
-    });
-    let _ = writeln!(
-        w,
-        "| P6 commands per hand-off | {a} | {b} | {} per client |",
-        sig3(p6.commands_per_handoff() / r.p6.config.clients as f64)
-    );
-    let [a, b] = ratio(p6.jain(), &|l| r.p6.row(l).jain());
-    let _ = writeln!(w, "| P6 Jain's index | {a} | {b} | {:.3} |", p6.jain());
-    for (id, value, _) in r.quorum.figures() {
-        if id == "quorum.ours.ratio_single" {
-            let _ = writeln!(
-                w,
-                "| Quorum of 5 ÷ single node, lock-runtime | - | - | {} |",
-                sig3(value)
-            );
-        }
+    crate::format::header(w, "| Figure | ÷ rslock 0.10 | ÷ redlock 2.0 | other |");
+    for [figure, a, b, other] in r.figures().iter().flat_map(|f| f.ratios(r)) {
+        let _ = writeln!(w, "| {figure} | {a} | {b} | {other} |");
     }
-    let q = |id: &str| {
-        r.quorum
-            .figures()
-            .into_iter()
-            .find(|(i, _, _)| i == id)
-            .map_or(f64::NAN, |f| f.1)
-    };
-    let _ = writeln!(
-        w,
-        "| Quorum of 5 time per cycle | {:.3} | {:.3} | - |\n",
-        q("quorum.ours.mean") / q("quorum.rslock.mean"),
-        q("quorum.ours.mean") / q("quorum.redlock.mean")
-    );
+    let _ = writeln!(w);
+    let p6 = r.p6.row(Lib::Ours);
     let _ = writeln!(
         w,
         "What changed on the hot path, and the figure behind each change:\n\n\
@@ -1166,560 +300,4 @@ fn closing_note(w: &mut String, r: &Results) {
         r.p6.config.clients,
         r.p6.config.tasks_per_client
     );
-}
-
-/// The "what bounds it" paragraph of every missed goal, from the measured figures.
-fn misses(w: &mut String, r: &Results, goals: &[Goal]) {
-    let missed: Vec<&Goal> = goals.iter().filter(|g| !g.pass).collect();
-    if missed.is_empty() {
-        let _ = writeln!(w, "Every goal is met in this run.\n");
-        return;
-    }
-    let _ = writeln!(w, "### Missed goals, and what bounds them\n");
-    for g in missed {
-        let text = match g.name {
-            n if n.starts_with("P1 uncontended") => p1_miss(r),
-            n if n.starts_with("P2 throughput") => p2_miss(r),
-            n if n.starts_with("P3 contended") => p3_miss(r),
-            n if n.starts_with("P4 renewal") => {
-                let p4 = &r.p4;
-                format!(
-                    "**P4: {} round trips per 100 locks per tick.** The server counted {} renewal commands \
-                     per tick for {} held locks, i.e. {} locks per command; the goal needs at least 100 locks \
-                     per command.",
-                    sig3(p4.round_trips_per_100_per_tick()),
-                    count(p4.renewals_per_tick()),
-                    count(p4.config.locks as f64),
-                    sig3(p4.config.locks as f64 / p4.renewals_per_tick()),
-                )
-            }
-            n if n.starts_with("P4 memory") => format!(
-                "**P4: {} B of RSS per held lock** (VmRSS growth over {} locks, so it includes allocator \
-                 slack and whatever the runtime and connection grew for them; the bench does not break it \
-                 down further).",
-                count(r.p4.rss_per_lock()),
-                count(r.p4.config.locks as f64)
-            ),
-            n if n.starts_with("P5") => format!(
-                "**P5: attribute / manual = {:.3}.** `LockRequest::run` alone is {:.3} × manual, so {} of \
-                 the gap is in `run` (re-entry check, the current-lock scope, watching for loss while the \
-                 body runs) and the rest in what the attribute adds around it.",
-                r.p5.ratio,
-                r.p5.run_ratio,
-                pct_of(r.p5.run_ratio - 1.0, r.p5.ratio - 1.0),
-            ),
-            n if n.starts_with('P') && n.contains("ahead of both peers") => peers_miss(r, &n[..2]),
-            _ => match &g.miss {
-                Some(text) => text.clone(),
-                None => continue,
-            },
-        };
-        let _ = writeln!(w, "- {text}\n");
-    }
-}
-
-/// Why lock-runtime is behind a peer on P1, P2 or P3, from the figures.
-fn peers_miss(r: &Results, figure: &str) -> String {
-    let peers = [Lib::Rslock, Lib::Redlock];
-    let mut parts = Vec::new();
-    for peer in peers {
-        let text = match figure {
-            "P1" => {
-                let (o, p) = (r.p1(Lib::Ours), r.p1(peer));
-                if o.cycle.mean < p.cycle.mean {
-                    continue;
-                }
-                let slower = paired_losses(&o.block_means, &p.block_means, true);
-                format!(
-                    "**P1: behind {}**, {} against {} per cycle ({}), slower in {} of {} interleaved \
-                     rounds. Both send {} and {} round trips. Per cycle, client CPU {} against {}; server CPU {} \
-                     against {}, of which executing commands {} against {}. lock-runtime sends {}; {} sends {}.",
-                    peer.name(),
-                    dur(o.cycle.mean),
-                    dur(p.cycle.mean),
-                    times(o.cycle.mean / p.cycle.mean),
-                    slower,
-                    o.block_means.len(),
-                    sig3(o.round_trips_per_cycle()),
-                    sig3(p.round_trips_per_cycle()),
-                    dur(o.client_cpu_us()),
-                    dur(p.client_cpu_us()),
-                    dur(o.server_cpu_us()),
-                    dur(p.server_cpu_us()),
-                    dur(o.server_us_per_cycle()),
-                    dur(p.server_us_per_cycle()),
-                    with_inner(&o.accounting),
-                    peer.name(),
-                    with_inner(&p.accounting),
-                )
-            }
-            "P2" => {
-                let (o, p) = (r.p2(Lib::Ours), r.p2(peer));
-                let (ot, pt) = (&o.throughput, &p.throughput);
-                if ot.per_sec > pt.per_sec {
-                    continue;
-                }
-                let slower = paired_losses(&o.round_rates, &p.round_rates, false);
-                format!(
-                    "**P2: behind {}**, {} against {} cycles/s ({}), slower in {} of {} interleaved rounds. \
-                     Per cycle, client CPU {} against {}; server CPU {} against {}, of which executing \
-                     commands {} against {}; redis-server was busy {} against {} of a core.",
-                    peer.name(),
-                    count(ot.per_sec),
-                    count(pt.per_sec),
-                    times(ot.per_sec / pt.per_sec),
-                    slower,
-                    o.round_rates.len(),
-                    dur(ot.client_cpu_us()),
-                    dur(pt.client_cpu_us()),
-                    dur(ot.server_cpu_us()),
-                    dur(pt.server_cpu_us()),
-                    dur(p2_server_us_per_cycle(r, Lib::Ours)),
-                    dur(p2_server_us_per_cycle(r, peer)),
-                    sig3(ot.cpu.server / ot.secs),
-                    sig3(pt.cpu.server / pt.secs),
-                )
-            }
-            _ => {
-                let (o, p) = (r.p3(Lib::Ours), r.p3(peer));
-                if o.latency.p50 < p.latency.p50 {
-                    continue;
-                }
-                format!(
-                    "**P3: behind {}**, p50 {} against {}.",
-                    peer.name(),
-                    dur(o.latency.p50),
-                    dur(p.latency.p50)
-                )
-            }
-        };
-        parts.push(text);
-    }
-    parts.join("\n\n- ")
-}
-
-/// In how many rounds lock-runtime did worse than the peer, comparing the same round.
-fn paired_losses(ours: &[f64], peer: &[f64], lower_is_better: bool) -> usize {
-    ours.iter()
-        .zip(peer)
-        .filter(|(o, p)| if lower_is_better { o > p } else { o < p })
-        .count()
-}
-
-/// Server time per P2 cycle in top-level commands, microseconds: the server time per
-/// top-level command under P2's load, times the round trips per cycle from P1.
-fn p2_server_us_per_cycle(r: &Results, lib: Lib) -> f64 {
-    let accounting = &r.p1(lib).accounting;
-    let counters = &r.p2(lib).counters;
-    let calls = counters.top_level_calls(accounting).max(1.0);
-    counters.top_level_usec(accounting) / calls * accounting.per_cycle()
-}
-
-/// `0`, or `3 (0.15 %)`.
-fn share(k: usize, n: usize) -> String {
-    if k == 0 {
-        "0".to_owned()
-    } else {
-        format!("{k} ({} %)", sig3(k as f64 * 100.0 / n.max(1) as f64))
-    }
-}
-
-/// How many samples are at or below zero.
-fn non_positive(l: &crate::stats::Summary) -> usize {
-    l.sorted_us.partition_point(|us| *us <= 0.0)
-}
-
-/// `41.0 µs / 20.1 µs (6.2 µs)`.
-fn cpu_pair(client_us: f64, server_us: f64, in_commands_us: f64) -> String {
-    format!(
-        "{} / {} ({})",
-        dur(client_us),
-        dur(server_us),
-        dur(in_commands_us)
-    )
-}
-
-/// `EVALSHA 2 (in scripts: GET 1, DEL 1)`.
-fn with_inner(a: &crate::probe::Accounting) -> String {
-    if a.inner.is_empty() {
-        a.breakdown()
-    } else {
-        format!("{}; in scripts: {}", a.breakdown(), a.inner_breakdown())
-    }
-}
-
-fn p1_miss(r: &Results) -> String {
-    let rtt = r.rtt();
-    let p1 = r.p1(Lib::Ours);
-    let bare = &r.floor.bare.cycle;
-    let server_ours = p1.server_us_per_cycle();
-    let server_bare = r.floor.bare.server_us_per_cycle();
-    let client_ours = p1.client_cpu_us();
-    let client_bare = r.floor.bare.client_cpu_us();
-    let headroom = P1_MAX_RTT * rtt - bare.mean;
-    let floor_note = if headroom < 0.0 {
-        "so on this machine the protocol alone is already above the goal".to_owned()
-    } else {
-        format!(
-            "which leaves {} per cycle ({} RTT) for everything a library adds",
-            dur(headroom),
-            times(headroom / rtt)
-        )
-    };
-    format!(
-        "**P1: {} per cycle = {} RTT.** lock-runtime sends {} round trips per cycle ({}). The protocol's \
-         minimum, `SET NX PX` then the compare-and-delete script sent bare through redis-rs on the same kind \
-         of connection, takes {} = {} RTT, {floor_note}. lock-runtime takes {} more per cycle than that. \
-         Its commands cost the server {} of execution per cycle against {} for the bare pair (`INFO \
-         commandstats`), and the client process spends {} of CPU per cycle against {} for the bare pair: \
-         lock-runtime's own work per acquire and release (token, lease, renewal scheduler, futures) and the \
-         task wake-ups it causes.",
-        dur(p1.cycle.mean),
-        times(p1.cycle.mean / rtt),
-        sig3(p1.round_trips_per_cycle()),
-        with_inner(&p1.accounting),
-        dur(bare.mean),
-        times(bare.mean / rtt),
-        dur(p1.cycle.mean - bare.mean),
-        dur(server_ours),
-        dur(server_bare),
-        dur(client_ours),
-        dur(client_bare),
-    )
-}
-
-fn p2_miss(r: &Results) -> String {
-    let p2 = r.p2(Lib::Ours);
-    let t = &p2.throughput;
-    let (set, set_name) = r.set_floor();
-    let per_cycle = r.p1(Lib::Ours).round_trips_per_cycle();
-    let cpus = r.machine.parallelism as f64;
-    let used = (t.cpu.client + t.cpu.server) / t.secs;
-    let cpu_per_cycle = t.client_cpu_us() + t.server_cpu_us();
-    let saturated = if used >= 0.85 * cpus {
-        format!(
-            "Together they used {} of the machine's {} CPUs, so the run is CPU-bound: at {} of CPU per cycle, \
-             {} CPUs allow about {} cycles/s.",
-            sig3(used),
-            r.machine.parallelism,
-            dur(cpu_per_cycle),
-            r.machine.parallelism,
-            count(cpus * 1e6 / cpu_per_cycle)
-        )
-    } else {
-        format!(
-            "Together they used {} of the machine's {} CPUs, so CPU alone does not bound it; the rest is \
-             waiting (round trips, task hand-offs).",
-            sig3(used),
-            r.machine.parallelism
-        )
-    };
-    let peer = |lib: Lib| {
-        let t = &r.p2(lib).throughput;
-        format!(
-            "{} {} / {}",
-            lib.name(),
-            dur(t.client_cpu_us()),
-            dur(t.server_cpu_us())
-        )
-    };
-    format!(
-        "**P2: {} cycles/s = {} {set_name}.** A cycle is {} round trips, so even at the SET rate the ceiling \
-         would be {} ×. During the timed window the bench process used {} CPU ({} per cycle) and redis-server \
-         {} CPU ({} per cycle, {} of it executing the commands). {saturated} For comparison, CPU per \
-         cycle (client / server): {}, {}; a plain SET from redis-rs costs {} / {}, and one from \
-         redis-benchmark costs the server {}.",
-        count(t.per_sec),
-        times(t.per_sec / set),
-        sig3(per_cycle),
-        sig3(1.0 / per_cycle),
-        sig3(t.cpu.client / t.secs),
-        dur(t.client_cpu_us()),
-        sig3(t.cpu.server / t.secs),
-        dur(t.server_cpu_us()),
-        dur(p2_server_us_per_cycle(r, Lib::Ours)),
-        peer(Lib::Rslock),
-        peer(Lib::Redlock),
-        dur(r.floor.set.throughput.client_cpu_us()),
-        dur(r.floor.set.throughput.server_cpu_us()),
-        r.floor
-            .bench_set
-            .as_ref()
-            .map_or("(not measured)".to_owned(), |b| dur(b.server_cpu_us)),
-    )
-}
-
-fn p3_miss(r: &Results) -> String {
-    let rtt = r.rtt();
-    let row = r.p3_row(Lib::Ours);
-    let l = &row.handoff.latency;
-    let seen = |name: &str| {
-        row.accounting.top.contains_key(name) || row.accounting.inner.contains_key(name)
-    };
-    let woken = seen("publish") || seen("subscribe");
-    let how = if woken {
-        "The release wakes the waiter (the server counted SUBSCRIBE/PUBLISH traffic in this run), so the \
-         hand-off is the notification's trip to the waiter's client plus one acquire round trip, plus the \
-         task wake-ups in between"
-    } else {
-        "No release notifications were seen (no SUBSCRIBE/PUBLISH in the server's counts): the waiter polls, \
-         so the hand-off is the remainder of its backoff sleep when the release lands, not round trips"
-    };
-    format!(
-        "**P3: hand-off p50 {} = {} RTT (p99 {}).** {how}. Per hand-off round: {} round trips; commands {}.",
-        dur(l.p50),
-        times(l.p50 / rtt),
-        dur(l.p99),
-        sig3(row.accounting.round_trips_per_cycle()),
-        with_inner(&row.accounting),
-    )
-}
-
-fn method(w: &mut String, r: &Results) {
-    let c = &r.config;
-    let _ = writeln!(w, "## Method\n");
-    let _ = writeln!(
-        w,
-        "- **Timing.** `std::time::Instant` (monotonic). Every measurement is preceded by untimed warm-up \
-         (P1, PING and the bare floor: {} cycles; P2: {} of load per round; P3: {} hand-offs; P5: one block \
-         of each form). Percentiles are nearest-rank on the sorted samples; sample counts are in each table. \
-         Figures that are divided by each other are taken interleaved (P1 with its floors, P2 with its floors, \
-         the P5 forms): short blocks in rotating order, pooled, so that the machine's changing load hits all \
-         of them alike. Between measurements the server is `FLUSHALL`ed.\n\
-         - **Counting.** Server command counts and server time come from `CONFIG RESETSTAT` before and \
-         `INFO commandstats` after each timed block (the probe's own `INFO`/`CONFIG` are left out). Those \
-         counts include the commands a script runs inside the server, so commands and round trips are counted \
-         apart, in untimed passes of each workload ({} cycles, {} P3 rounds). Under `MONITOR`, the \
-         top-level commands show apart from those scripts run (`[0 lua]`). In a second pass without it, \
-         `INFO stats` `total_writes_processed` counts the server's replies: one per request, or per \
-         pipelined batch of requests read together, whatever the client's write pattern. Round trips \
-         per cycle are those writes per cycle; a new TCP connection's handshake is not in them (see the \
-         connections column). CPU time is `utime + stime` of this process (the clients) and of redis-server \
-         from `/proc/<pid>/stat`, over each timed block; at 10 ms per tick it is coarse for short blocks.",
-        count(c.p1_warmup as f64),
-        dur(c.p2_window.warmup.as_secs_f64() * 1e6),
-        c.p3_warmup,
-        c.accounting_cycles,
-        c.accounting_rounds
-    );
-    let _ = writeln!(
-        w,
-        "- **Floor.** Our PINGs: one task, one `PING` at a time on a redis-rs `ConnectionManager`. The bare \
-         protocol cycle: `SET key token NX PX 10000`, then the compare-and-delete script of PROTOCOL.md \
-         (EVALSHA), on the same kind of connection, with no lock library. redis-benchmark runs as a subprocess \
-         against the same server."
-    );
-    let _ = writeln!(
-        w,
-        "- **Locks.** TTL {} in P1-P3 and P5, so nothing expires while measured. lock-runtime runs with its \
-         defaults (watchdog on, no fencing, default backoff); every measurement uses fresh clients.",
-        dur(TTL.as_secs_f64() * 1e6)
-    );
-    let _ = writeln!(
-        w,
-        "- **P1.** One task acquires and releases one key on one client, {} rounds × {} cycles; time per \
-         cycle is the mean. The goal divides it by our PING p50, taken in the same rounds.",
-        c.p1_rounds,
-        count(c.p1_block as f64)
-    );
-    let _ = writeln!(
-        w,
-        "- **P2.** {P2_TASKS} tasks on one client (for redlock: {P2_TASKS} OS threads sharing one `RedLock`), \
-         each looping acquire + release over its own share of {P2_KEYS_TEXT} keys (task t owns keys t, t+{P2_TASKS}, \
-         ...), so no two tasks contend and no retry pauses are involved. Completed cycles are counted over {} \
-         windows of {}, each after {} of warm-up. The floor is `redis-benchmark -t set -c {BENCH_SET_CLIENTS} \
-         -n {} -q` against the same server, one run per round, {} requests in all.",
-        c.p2_rounds,
-        dur(c.p2_window.measure.as_secs_f64() * 1e6),
-        dur(c.p2_window.warmup.as_secs_f64() * 1e6),
-        count((c.bench_set_n / c.p2_rounds) as f64),
-        count(c.bench_set_n as f64)
-    );
-    let _ = writeln!(
-        w,
-        "- **P3.** Two clients (two connections) on one key. Per sample the holder acquires, tells the waiter \
-         to start a waiting acquire, holds for 2-11 ms (the same cycling sequence for every library), releases, \
-         and notes when its release returned; the waiter notes when its acquire returned. The sample is the \
-         difference. A sample is discarded if the waiter started less than {} before the release (it might not \
-         have been waiting yet). lock-runtime waits with `.wait(60 s)`. A sample can come out negative: the \
-         holder's task may be scheduled a little after its release reply arrives, and the waiter's acquire \
-         can return first.",
-        dur(MIN_WAITER_HEAD_START.as_secs_f64() * 1e6)
-    );
-    let _ = writeln!(
-        w,
-        "- **P4.** Runs first, on a fresh client, so that its RSS growth is not absorbed by memory freed \
-         earlier (its warm-up also loads the renewal script, through `extend`). {} keys are acquired with TTL \
-         {} (renewal every TTL/3) from 32 tasks; VmRSS is read from `/proc/self/status` before and after. \
-         The locks are then held {} untimed, so that the first renewals have gone out, and then {} while \
-         the server counts: its EVALSHA + EVAL count gives the renewals; ticks = window / (TTL/3).",
-        count(c.p4.locks as f64),
-        dur(c.p4.ttl.as_secs_f64() * 1e6),
-        dur(c.p4.settle.as_secs_f64() * 1e6),
-        dur(c.p4.hold.as_secs_f64() * 1e6)
-    );
-    let _ = writeln!(
-        w,
-        "- **P5.** The P1 workload in three forms, {} rounds × {} cycles each, the order of the forms \
-         rotating every round; ratios are medians over rounds of the per-round ratio.",
-        c.p5_rounds, c.p5_block
-    );
-    let _ = writeln!(
-        w,
-        "- **Peers.** Default retry settings, one server (a quorum of one), the same keys, TTL and workloads.\n  \
-         - *rslock 0.10* (async; redis 1.8 multiplexed connection, opened on first use): \
-         `LockManager::new(vec![url])`, 3 attempts per `lock` with a random 0-200 ms pause between them. P1/P2 \
-         use `lock` + `Lock::release`; the P3 waiter uses `acquire_no_guard`, which repeats `lock` until it \
-         succeeds (after each failed attempt it also sends the unlock script).\n  \
-         - *redlock 2.0* (blocking; redis 0.23): `RedLock::new(vec![url])`, 3 attempts per `lock` with a random \
-         0-200 ms sleep after each failed one. It opens a new TCP connection for every command (see the \
-         connections-per-cycle column), and redis 0.23 sends a `CLIENT SETINFO` pipeline on each new \
-         connection: Redis 7.0 rejects it (the subcommand is 7.2's), so it is not among the commands, but \
-         it is a round trip. P1 runs on the main thread, P2 on {P2_TASKS} dedicated OS threads, P3 on \
-         two threads; P1/P2 use `lock` + `unlock`, the P3 waiter uses `acquire` (repeats `lock` until it succeeds; \
-         released on drop).\n"
-    );
-    let _ = writeln!(
-        w,
-        "Figures as numbers: `{RESULTS_FILE}`. The bench's source: `bench/src/`.\n"
-    );
-}
-
-/// A duration given in microseconds: `52.1 µs`, `1.23 ms`, `105 ms`, `3.00 s`.
-pub fn dur(us: f64) -> String {
-    let a = us.abs();
-    if a >= 1e6 {
-        format!("{:.2} s", us / 1e6)
-    } else if a >= 1e3 {
-        format!("{} ms", sig3(us / 1e3))
-    } else {
-        format!("{} µs", sig3(us))
-    }
-}
-
-/// `2.31 ×`.
-pub fn times(ratio: f64) -> String {
-    if ratio.abs() >= 0.1 {
-        format!("{ratio:.2} ×")
-    } else {
-        format!("{} ×", sig3(ratio))
-    }
-}
-
-/// `part` as a percentage of `whole`: `40 %`, or `-` when `whole` is not positive.
-fn pct_of(part: f64, whole: f64) -> String {
-    if whole > 0.0 {
-        format!("{:.0} %", part / whole * 100.0)
-    } else {
-        "-".to_owned()
-    }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-fn minutes(secs: u64) -> String {
-    if secs >= 60 {
-        format!("{} min {:02} s", secs / 60, secs % 60)
-    } else {
-        format!("{secs} s")
-    }
-}
-
-/// Three significant digits, no exponent: `0.0123`, `1.23`, `12.3`, `123`, `1,234`.
-pub fn sig3(v: f64) -> String {
-    let a = v.abs();
-    if !v.is_finite() {
-        format!("{v}")
-    } else if v == 0.0 {
-        "0".to_owned()
-    } else if a >= 1000.0 {
-        count(v)
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else if a >= 0.01 {
-        format!("{v:.3}")
-    } else {
-        format!("{v:.4}")
-    }
-}
-
-/// A whole number with thousands separators: `12,345`.
-pub fn count(v: f64) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
-    }
-    let n = v.round() as i64;
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
-/// The current time, UTC, to the minute.
-pub fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_count_text_matches() {
-        assert_eq!(P2_KEYS_TEXT, count(P2_KEYS as f64));
-    }
-
-    #[test]
-    fn formats_numbers() {
-        assert_eq!(count(1234567.4), "1,234,567");
-        assert_eq!(count(999.0), "999");
-        assert_eq!(sig3(0.5), "0.500");
-        assert_eq!(sig3(12.34), "12.3");
-        assert_eq!(sig3(4321.0), "4,321");
-        assert_eq!(dur(52.14), "52.1 µs");
-        assert_eq!(dur(1234.0), "1.23 ms");
-        assert_eq!(dur(3_000_000.0), "3.00 s");
-    }
-
-    #[test]
-    fn converts_days_to_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 }

@@ -1,6 +1,6 @@
 //! Samples and their summaries: percentiles by nearest rank on sorted samples.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A set of latency samples in microseconds, kept sorted once summarised.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +50,13 @@ impl Samples {
     }
 }
 
+impl From<Vec<f64>> for Samples {
+    /// Samples already taken, in microseconds.
+    fn from(us: Vec<f64>) -> Self {
+        Samples { us }
+    }
+}
+
 /// A summary of [`Samples`], in microseconds, with the sorted samples kept for plots.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -88,6 +95,14 @@ pub fn median(values: &[f64]) -> f64 {
     percentile(&v, 0.5)
 }
 
+/// `to - from` in microseconds, negative if `to` came first.
+pub fn signed_us(from: Instant, to: Instant) -> f64 {
+    match to.checked_duration_since(from) {
+        Some(d) => d.as_secs_f64() * 1e6,
+        None => -(from - to).as_secs_f64() * 1e6,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +135,13 @@ mod tests {
     #[test]
     fn median_of_unsorted() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+    }
+
+    #[test]
+    fn signed_difference() {
+        let a = Instant::now();
+        let b = a + Duration::from_micros(5);
+        assert!((signed_us(a, b) - 5.0).abs() < 1e-6);
+        assert!((signed_us(b, a) + 5.0).abs() < 1e-6);
     }
 }

@@ -1,15 +1,14 @@
-//! The workloads, written once over a small lock interface that each library implements:
-//! timed cycles on one task (P1), closed-loop throughput from many tasks (P2), and hand-off
-//! between a holder and a waiter on two clients (P3). Synchronous twins serve redlock,
-//! which has no async API.
+//! The workloads that several figures share, written once over a small lock interface that
+//! each library implements: timed cycles on one task (P1, P5, the quorum figure, the
+//! floor) and closed-loop throughput from many tasks (P2 and its SET floor). Synchronous
+//! twins serve redlock, which has no async API. Workloads of one figure live in its module.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::Res;
@@ -270,154 +269,6 @@ pub fn partition_keys(prefix: &str, tasks: usize, keys: usize) -> Arc<Vec<Vec<St
     Arc::new(owned)
 }
 
-/// Hand-off samples, in microseconds: from the holder's release returning to the waiter's
-/// acquire returning.
-#[derive(Debug, Clone)]
-pub struct Handoff {
-    /// The latencies.
-    pub latency: Summary,
-    /// Hand-off rounds run, warm-up and discarded ones included.
-    pub rounds: usize,
-    /// Samples thrown away because the waiter had not started at least
-    /// [`MIN_WAITER_HEAD_START`] before the release (it might not have been waiting yet).
-    pub discarded: usize,
-}
-
-/// How long before the holder's release the waiter must have started for a sample to count.
-pub const MIN_WAITER_HEAD_START: Duration = Duration::from_millis(1);
-
-/// How long the holder keeps the lock in sample `i`: 2 to 11 ms, cycling, the same sequence
-/// for every library, so that waiters are caught at different points of their retry loops.
-pub fn hold_time(i: usize) -> Duration {
-    Duration::from_millis(2 + (i * 7 % 10) as u64)
-}
-
-/// What the waiter reports for one sample: when it started waiting, when it got the lock.
-type WaiterReport = Res<(Instant, Instant)>;
-
-/// P3 for an async library: `holder` and `waiter` are two clients (two connections).
-///
-/// Each sample: the holder takes `key`, tells the waiter to start, holds for
-/// [`hold_time`], releases, and notes when its release returned. The waiter notes when its
-/// waiting acquire returned, then releases, and only then reports, so the holder's next
-/// acquire finds the key free.
-pub async fn handoff<L: AsyncLocker>(
-    holder: L,
-    waiter: L,
-    key: &str,
-    warmup: usize,
-    n: usize,
-) -> Res<Handoff> {
-    let (start_tx, mut start_rx) = mpsc::channel::<()>(1);
-    let (report_tx, mut report_rx) = mpsc::channel::<WaiterReport>(1);
-    let waiter_task = {
-        let key = key.to_owned();
-        tokio::spawn(async move {
-            while start_rx.recv().await.is_some() {
-                let started = Instant::now();
-                let report = async {
-                    let guard = waiter.acquire_waiting(key.clone()).await?;
-                    let acquired = Instant::now();
-                    waiter.release(guard).await?;
-                    Ok((started, acquired))
-                }
-                .await;
-                if report_tx.send(report).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    let mut samples = Samples::with_capacity(n);
-    let mut discarded = 0;
-    for i in 0..warmup + n {
-        let guard = holder.acquire(key.to_owned()).await?;
-        start_tx
-            .send(())
-            .await
-            .map_err(|_| "P3 waiter task ended")?;
-        tokio::time::sleep(hold_time(i)).await;
-        holder.release(guard).await?;
-        let released = Instant::now();
-        let (started, acquired) = report_rx.recv().await.ok_or("P3 waiter task ended")??;
-        if i < warmup {
-            continue;
-        }
-        if released.saturating_duration_since(started) < MIN_WAITER_HEAD_START {
-            discarded += 1;
-            continue;
-        }
-        samples.push_us(signed_us(released, acquired));
-    }
-    drop(start_tx);
-    waiter_task.await?;
-    Ok(Handoff {
-        latency: samples.sorted(),
-        rounds: warmup + n,
-        discarded,
-    })
-}
-
-/// P3 for a synchronous library, on two dedicated threads.
-pub fn handoff_sync<L: SyncLocker>(
-    holder: &L,
-    waiter: &L,
-    key: &str,
-    warmup: usize,
-    n: usize,
-) -> Res<Handoff> {
-    let (start_tx, start_rx) = std_mpsc::channel::<()>();
-    let (report_tx, report_rx) = std_mpsc::channel::<WaiterReport>();
-    thread::scope(|s| {
-        s.spawn(move || {
-            while start_rx.recv().is_ok() {
-                let started = Instant::now();
-                let report = (|| {
-                    let guard = waiter.acquire_waiting(key)?;
-                    let acquired = Instant::now();
-                    waiter.release(guard)?;
-                    Ok((started, acquired))
-                })();
-                if report_tx.send(report).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut samples = Samples::with_capacity(n);
-        let mut discarded = 0;
-        for i in 0..warmup + n {
-            let guard = holder.acquire(key)?;
-            start_tx.send(()).map_err(|_| "P3 waiter thread ended")?;
-            thread::sleep(hold_time(i));
-            holder.release(guard)?;
-            let released = Instant::now();
-            let (started, acquired) = report_rx.recv().map_err(|_| "P3 waiter thread ended")??;
-            if i < warmup {
-                continue;
-            }
-            if released.saturating_duration_since(started) < MIN_WAITER_HEAD_START {
-                discarded += 1;
-                continue;
-            }
-            samples.push_us(signed_us(released, acquired));
-        }
-        drop(start_tx);
-        Ok(Handoff {
-            latency: samples.sorted(),
-            rounds: warmup + n,
-            discarded,
-        })
-    })
-}
-
-/// `to - from` in microseconds, negative if `to` came first.
-fn signed_us(from: Instant, to: Instant) -> f64 {
-    match to.checked_duration_since(from) {
-        Some(d) => d.as_secs_f64() * 1e6,
-        None => -(from - to).as_secs_f64() * 1e6,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,20 +283,5 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 1000);
-    }
-
-    #[test]
-    fn hold_times_cover_2_to_11_ms() {
-        let mut ms: Vec<u128> = (0..10).map(|i| hold_time(i).as_millis()).collect();
-        ms.sort();
-        assert_eq!(ms, (2..=11).collect::<Vec<u128>>());
-    }
-
-    #[test]
-    fn signed_difference() {
-        let a = Instant::now();
-        let b = a + Duration::from_micros(5);
-        assert!((signed_us(a, b) - 5.0).abs() < 1e-6);
-        assert!((signed_us(b, a) + 5.0).abs() < 1e-6);
     }
 }

@@ -24,17 +24,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use plotters::prelude::*;
-use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
-use crate::ours::Ours;
-use crate::peers::{Redlock, Rslock};
+use super::{Figure, Goal, Ratios, TsvLine, peers_list, ratio_row};
+use crate::format::{count, dur, dur_of, header, sig3, times};
+use crate::measure::{Bench, rotated};
+use crate::peers::{Ours, Redlock, Rslock};
 use crate::plots::{self, CdfSeries};
-use crate::probe::{Accounting, Counters, Monitor, Probe};
-use crate::report::{Goal, count, dur, sig3};
-use crate::stats::{Samples, Summary};
+use crate::probe::{Accounting, Counters, Monitor, is_client_command, named};
+use crate::stats::{Samples, Summary, signed_us};
 use crate::workload::{AsyncLocker, TTL};
-use crate::{Lib, Res, step};
+use crate::{Lib, Res, Results, step};
 
 /// Plot of acquisitions per task.
 pub const FAIRNESS_FILE: &str = "p6_acquisitions_per_task.svg";
@@ -69,6 +69,27 @@ pub struct Config {
     /// Length of the untimed pass under `MONITOR`, per library.
     pub accounting: Duration,
 }
+
+/// The full run.
+pub const FULL: Config = Config {
+    clients: 4,
+    tasks_per_client: 16,
+    hold: Duration::from_micros(500),
+    think: Duration::from_millis(2),
+    rounds: 4,
+    warmup: Duration::from_millis(300),
+    measure: Duration::from_millis(1_500),
+    accounting: Duration::from_millis(500),
+};
+
+/// The quick run.
+pub const QUICK: Config = Config {
+    rounds: 1,
+    warmup: Duration::from_millis(100),
+    measure: Duration::from_millis(300),
+    accounting: Duration::from_millis(150),
+    ..FULL
+};
 
 impl Config {
     /// Tasks in all.
@@ -233,13 +254,6 @@ impl Shared {
     }
 }
 
-fn signed_us(from: Instant, to: Instant) -> f64 {
-    match to.checked_duration_since(from) {
-        Some(d) => d.as_secs_f64() * 1e6,
-        None => -(from - to).as_secs_f64() * 1e6,
-    }
-}
-
 /// How one window runs: untimed, then timed, with a `MONITOR` over the timed part if
 /// `monitor` names the server's port.
 #[derive(Debug, Clone, Copy)]
@@ -327,45 +341,26 @@ fn window_redlock(lockers: &[Redlock], key: &str, config: &Config, span: Span) -
     })
 }
 
-/// Clients of every library, connected.
-struct Subjects {
-    ours: Vec<Ours>,
-    rslock: Vec<Rslock>,
-    redlock: Vec<Redlock>,
-}
-
-impl Subjects {
-    fn window(
-        &self,
-        rt: &Runtime,
-        lib: Lib,
-        key: &str,
-        config: &Config,
-        span: Span,
-    ) -> Res<Recorded> {
-        match lib {
-            Lib::Ours => rt.block_on(window_async(&self.ours, key, config, span)),
-            Lib::Rslock => rt.block_on(window_async(&self.rslock, key, config, span)),
-            Lib::Redlock => window_redlock(&self.redlock, key, config, span),
-        }
-    }
-}
-
 /// Measures P6 for every library, interleaved.
-pub fn measure(rt: &Runtime, probe: &mut Probe, url: &str, port: u16, config: Config) -> Res<P6> {
+pub fn measure(b: &mut Bench, config: Config) -> Res<P6> {
     step("P6: many waiters, 4 clients × 16 tasks on one key");
+    let (rt, probe, url, port) = (&b.rt, &mut b.probe, &b.server.url(), b.server.port());
     let libs = [Lib::Ours, Lib::Rslock, Lib::Redlock];
-    let subjects = Subjects {
-        ours: (0..config.clients)
-            .map(|_| rt.block_on(Ours::connect(url)))
-            .collect::<Res<_>>()?,
-        rslock: (0..config.clients).map(|_| Rslock::new(url)).collect(),
-        redlock: (0..config.clients).map(|_| Redlock::new(url)).collect(),
-    };
+    let ours: Vec<Ours> = (0..config.clients)
+        .map(|_| rt.block_on(Ours::connect(url)))
+        .collect::<Res<_>>()?;
+    let rslock: Vec<Rslock> = (0..config.clients).map(|_| Rslock::new(url)).collect();
+    let redlock: Vec<Redlock> = (0..config.clients).map(|_| Redlock::new(url)).collect();
+    // One window of `lib` on a fresh key.
     let mut windows = 0usize;
-    let mut key = |lib: Lib| {
+    let mut window = |lib: Lib, span: Span| {
         windows += 1;
-        format!("bench:p6:{}:{windows}", lib.id())
+        let key = format!("bench:p6:{}:{windows}", lib.id());
+        match lib {
+            Lib::Ours => rt.block_on(window_async(&ours, &key, &config, span)),
+            Lib::Rslock => rt.block_on(window_async(&rslock, &key, &config, span)),
+            Lib::Redlock => window_redlock(&redlock, &key, &config, span),
+        }
     };
     let mut merged: Vec<(Recorded, Counters)> = libs
         .iter()
@@ -380,22 +375,14 @@ pub fn measure(rt: &Runtime, probe: &mut Probe, url: &str, port: u16, config: Co
         })
         .collect();
     for round in 0..config.rounds {
-        for k in 0..libs.len() {
-            let i = (k + round) % libs.len();
-            let lib = libs[i];
-            let key = key(lib);
+        for i in rotated(round, libs.len()) {
             probe.reset()?;
-            let rec = subjects.window(
-                rt,
-                lib,
-                &key,
-                &config,
-                Span {
-                    warmup: config.warmup,
-                    measure: config.measure,
-                    monitor: None,
-                },
-            )?;
+            let span = Span {
+                warmup: config.warmup,
+                measure: config.measure,
+                monitor: None,
+            };
+            let rec = window(libs[i], span)?;
             let counters = probe.counters()?;
             let (into, into_counters) = &mut merged[i];
             into.handoff.extend(rec.handoff);
@@ -411,22 +398,17 @@ pub fn measure(rt: &Runtime, probe: &mut Probe, url: &str, port: u16, config: Co
     let mut rows = Vec::new();
     for (i, (rec, counters)) in merged.into_iter().enumerate() {
         let lib = libs[i];
-        let key = key(lib);
         let span = Span {
             warmup: config.warmup,
             measure: config.accounting,
             monitor: Some(port),
         };
-        let pass = subjects.window(rt, lib, &key, &config, span)?;
+        let pass = window(lib, span)?;
         let monitor = pass.monitor.ok_or("P6: the MONITOR pass did not start")?;
         let (top, inner) = monitor.finish(probe)?;
-        let mut samples = Samples::with_capacity(rec.handoff.len());
-        for us in rec.handoff {
-            samples.push_us(us);
-        }
         rows.push(Row {
             lib,
-            handoff: samples.sorted(),
+            handoff: Samples::from(rec.handoff).sorted(),
             handoffs: rec.handoffs,
             per_task: rec.per_task,
             counters,
@@ -451,194 +433,6 @@ impl P6 {
             .iter()
             .find(|r| r.lib == lib)
             .expect("every library is measured")
-    }
-
-    /// P6's goals; `p3_p50` is lock-runtime's P3 p50 from the same run, in microseconds.
-    pub fn goals(&self, p3_p50: f64) -> Vec<Goal> {
-        let ours = self.row(Lib::Ours);
-        let clients = self.config.clients as f64;
-        let cmds = ours.commands_per_handoff();
-        let max_cmds = MAX_COMMANDS_PER_CLIENT * clients;
-        let p50 = ours.handoff.p50;
-        let (lo, hi) = ours.min_max();
-        let peers = |f: &dyn Fn(&Row) -> String| {
-            [Lib::Rslock, Lib::Redlock]
-                .iter()
-                .map(|&l| format!("{} {}", l.name(), f(self.row(l))))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        vec![
-            Goal {
-                name: "P6 commands per hand-off",
-                target: format!("≤ {MAX_COMMANDS_PER_CLIENT} × clients = {}", sig3(max_cmds)),
-                measured: format!(
-                    "{} ({}); {}",
-                    sig3(cmds),
-                    per_handoff_breakdown(ours),
-                    peers(&|r| sig3(r.commands_per_handoff()))
-                ),
-                pass: cmds <= max_cmds,
-                status_note: None,
-                miss: Some(format!(
-                    "**P6: {} commands per hand-off** against at most {}. Each release wakes one \
-                     waiter on each of the {} clients; each woken waiter's attempt is one command, \
-                     and only one of them wins. The rest is each acquisition's own first `SET` and \
-                     retry after subscribing, and the release: {} per hand-off.",
-                    sig3(cmds),
-                    sig3(max_cmds),
-                    self.config.clients,
-                    per_handoff_breakdown(ours)
-                )),
-            },
-            Goal {
-                name: "P6 hand-off p50",
-                target: format!("≤ {MAX_P50_OF_P3} × P3's p50 ({})", dur(p3_p50)),
-                measured: format!(
-                    "{} ({} × P3); p99 {}",
-                    dur(p50),
-                    sig3(p50 / p3_p50),
-                    dur(ours.handoff.p99)
-                ),
-                pass: p50 <= MAX_P50_OF_P3 * p3_p50,
-                status_note: None,
-                miss: Some(format!(
-                    "**P6: hand-off p50 {}, {} × P3's {}.** With {} tasks on {} clients and 2 CPUs, \
-                     the woken waiter's task must be scheduled among the others, and the winner of \
-                     each release is the first of {} attempts to reach the server.",
-                    dur(p50),
-                    sig3(p50 / p3_p50),
-                    dur(p3_p50),
-                    self.config.tasks(),
-                    self.config.clients,
-                    self.config.clients,
-                )),
-            },
-            Goal {
-                name: "P6 fairness (Jain's index)",
-                target: format!("≥ {MIN_JAIN}"),
-                measured: format!(
-                    "{:.3} (acquisitions per task {lo} to {hi}); {}",
-                    ours.jain(),
-                    peers(&|r| format!("{:.3}", r.jain()))
-                ),
-                pass: ours.jain() >= MIN_JAIN,
-                status_note: None,
-                miss: Some(format!(
-                    "**P6: Jain's index {:.3}.** Within a client waiters are served first come, \
-                     first woken, and their counts are close; between clients, the first woken \
-                     attempt to reach the server wins. Acquisitions per client: {:?}. Redis delivers \
-                     a `PUBLISH` to a channel's subscribers in the order they subscribed, and a client \
-                     re-subscribes (hears last) every few hand-offs it takes; what is left is the \
-                     race between the clients that heard.",
-                    ours.jain(),
-                    ours.per_client(self.config.clients)
-                )),
-            },
-        ]
-    }
-
-    /// P6's section of BENCHMARKS.md.
-    pub fn section(&self, rtt: f64) -> String {
-        let c = &self.config;
-        let mut w = String::new();
-        let _ = writeln!(
-            w,
-            "### P6: many waiters, {} clients × {} tasks, one key\n",
-            c.clients, c.tasks_per_client
-        );
-        let _ = writeln!(
-            w,
-            "| Library | hand-offs per second | hand-off p50 | p99 | p50 ÷ PING p50 | commands per hand-off (top-level) | commands per hand-off, by name | acquisitions per task, min / max | Jain's index | acquisitions per client | hand-offs |"
-        );
-        let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|");
-        for r in &self.rows {
-            let (lo, hi) = r.min_max();
-            let _ = writeln!(
-                w,
-                "| {} | {} | {} | {} | {} | {} | {} | {lo} / {hi} | {:.3} | {} | {} |",
-                r.lib.name(),
-                count(r.rate()),
-                dur(r.handoff.p50),
-                dur(r.handoff.p99),
-                crate::report::times(r.handoff.p50 / rtt),
-                sig3(r.commands_per_handoff()),
-                per_handoff_breakdown(r),
-                r.jain(),
-                r.per_client(c.clients)
-                    .iter()
-                    .map(|n| count(*n as f64))
-                    .collect::<Vec<_>>()
-                    .join(" / "),
-                count(r.handoffs as f64),
-            );
-        }
-        let _ = writeln!(
-            w,
-            "\n{} rounds, each one window per library ({} untimed, then {} timed), the order rotating. \
-             Each task loops: waiting acquire (TTL {}), hold {}, release, pause {} off the lock. A \
-             hand-off is from one acquisition's release returning to the next acquisition's acquire \
-             returning. Commands are the server's `INFO commandstats` over the timed windows, top-level \
-             only (a pass per library under `MONITOR`, {} after the same warm-up, tells them from the commands scripts run). \
-             Stopped waiters are aborted at the end of a window; each window uses a fresh key.\n",
-            c.rounds,
-            dur(c.warmup.as_secs_f64() * 1e6),
-            dur(c.measure.as_secs_f64() * 1e6),
-            dur(TTL.as_secs_f64() * 1e6),
-            dur(c.hold.as_secs_f64() * 1e6),
-            dur(c.think.as_secs_f64() * 1e6),
-            dur(c.accounting.as_secs_f64() * 1e6),
-        );
-        let _ = writeln!(
-            w,
-            "![P6 acquisitions per task]({}/{FAIRNESS_FILE})\n\n![P6 hand-off CDF]({}/{CDF_FILE})\n",
-            crate::report::PLOTS_DIR,
-            crate::report::PLOTS_DIR
-        );
-        w
-    }
-
-    /// P6's lines of results.tsv.
-    pub fn figures(&self) -> Vec<(String, f64, &'static str)> {
-        let mut out = Vec::new();
-        for r in &self.rows {
-            let id = r.lib.id();
-            let (lo, hi) = r.min_max();
-            out.push((format!("p6.{id}.p50"), r.handoff.p50, "us"));
-            out.push((format!("p6.{id}.p99"), r.handoff.p99, "us"));
-            out.push((
-                format!("p6.{id}.commands_per_handoff"),
-                r.commands_per_handoff(),
-                "1",
-            ));
-            out.push((format!("p6.{id}.jain"), r.jain(), "1"));
-            out.push((format!("p6.{id}.min_per_task"), lo as f64, "1"));
-            out.push((format!("p6.{id}.max_per_task"), hi as f64, "1"));
-            out.push((format!("p6.{id}.handoffs_per_sec"), r.rate(), "1/s"));
-        }
-        out
-    }
-
-    /// Writes P6's plots into `dir`.
-    pub fn plots(&self, dir: &Path) -> Res<Vec<PathBuf>> {
-        let cdf = dir.join(CDF_FILE);
-        let series: Vec<CdfSeries<'_>> = self
-            .rows
-            .iter()
-            .map(|r| CdfSeries {
-                name: format!("{} (p50 {})", r.lib.name(), dur(r.handoff.p50)),
-                sorted_us: &r.handoff.sorted_us,
-            })
-            .collect();
-        plots::cdf(
-            &cdf,
-            "P6: hand-off among 64 waiters, release returned -> next acquire returned",
-            &series,
-            None,
-        )?;
-        let fairness = dir.join(FAIRNESS_FILE);
-        self.fairness_plot(&fairness)?;
-        Ok(vec![fairness, cdf])
     }
 
     /// Acquisitions per task, tasks sorted by it, one line per library.
@@ -697,28 +491,223 @@ impl P6 {
     }
 }
 
+impl Figure for P6 {
+    fn goals(&self, r: &Results) -> Vec<Goal> {
+        let p3_p50 = r.p3.p50(Lib::Ours);
+        let ours = self.row(Lib::Ours);
+        let c = &self.config;
+        let cmds = ours.commands_per_handoff();
+        let max_cmds = MAX_COMMANDS_PER_CLIENT * c.clients as f64;
+        let p50 = ours.handoff.p50;
+        let (lo, hi) = ours.min_max();
+        vec![
+            Goal {
+                name: "P6 commands per hand-off",
+                target: format!("≤ {MAX_COMMANDS_PER_CLIENT} × clients = {}", sig3(max_cmds)),
+                measured: format!(
+                    "{} ({}); {}",
+                    sig3(cmds),
+                    per_handoff_breakdown(ours),
+                    peers_list(|l| sig3(self.row(l).commands_per_handoff()))
+                ),
+                pass: cmds <= max_cmds,
+                bound: format!(
+                    "**P6: {} commands per hand-off** against at most {}. Each release wakes one \
+                     waiter on each of the {} clients; each woken waiter's attempt is one command, \
+                     and only one of them wins. The rest is each acquisition's own first `SET` and \
+                     retry after subscribing, and the release: {} per hand-off.",
+                    sig3(cmds),
+                    sig3(max_cmds),
+                    c.clients,
+                    per_handoff_breakdown(ours)
+                ),
+            },
+            Goal {
+                name: "P6 hand-off p50",
+                target: format!("≤ {MAX_P50_OF_P3} × P3's p50 ({})", dur(p3_p50)),
+                measured: format!(
+                    "{} ({} × P3); p99 {}",
+                    dur(p50),
+                    sig3(p50 / p3_p50),
+                    dur(ours.handoff.p99)
+                ),
+                pass: p50 <= MAX_P50_OF_P3 * p3_p50,
+                bound: format!(
+                    "**P6: hand-off p50 {}, {} × P3's {} ({} × RTT).** With {} tasks on {} clients \
+                     and {} CPUs, the woken waiter's task must be scheduled among the others, and the \
+                     winner of each release is the first of {} attempts to reach the server.",
+                    dur(p50),
+                    sig3(p50 / p3_p50),
+                    dur(p3_p50),
+                    sig3(p50 / r.rtt()),
+                    c.tasks(),
+                    c.clients,
+                    r.machine.parallelism,
+                    c.clients,
+                ),
+            },
+            Goal {
+                name: "P6 fairness (Jain's index)",
+                target: format!("≥ {MIN_JAIN}"),
+                measured: format!(
+                    "{:.3} (acquisitions per task {lo} to {hi}); {}",
+                    ours.jain(),
+                    peers_list(|l| format!("{:.3}", self.row(l).jain()))
+                ),
+                pass: ours.jain() >= MIN_JAIN,
+                bound: format!(
+                    "**P6: Jain's index {:.3}.** Within a client waiters are served first come, \
+                     first woken, and their counts are close; between clients, the first woken \
+                     attempt to reach the server wins. Acquisitions per client: {:?}. Redis delivers \
+                     a `PUBLISH` to a channel's subscribers in the order they subscribed, and a client \
+                     re-subscribes (hears last) every few hand-offs it takes; what is left is the \
+                     race between the clients that heard.",
+                    ours.jain(),
+                    ours.per_client(c.clients)
+                ),
+            },
+        ]
+    }
+
+    fn section(&self, r: &Results) -> String {
+        let c = &self.config;
+        let mut w = String::new();
+        let _ = writeln!(
+            w,
+            "### P6: many waiters, {} clients × {} tasks, one key\n",
+            c.clients, c.tasks_per_client
+        );
+        header(
+            &mut w,
+            "| Library | hand-offs per second | hand-off p50 | p99 | p50 ÷ PING p50 | commands per hand-off (top-level) | commands per hand-off, by name | acquisitions per task, min / max | Jain's index | acquisitions per client | hand-offs |",
+        );
+        for row in &self.rows {
+            let (lo, hi) = row.min_max();
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} | {lo} / {hi} | {:.3} | {} | {} |",
+                row.lib.name(),
+                count(row.rate()),
+                dur(row.handoff.p50),
+                dur(row.handoff.p99),
+                times(row.handoff.p50 / r.rtt()),
+                sig3(row.commands_per_handoff()),
+                per_handoff_breakdown(row),
+                row.jain(),
+                row.per_client(c.clients)
+                    .iter()
+                    .map(|n| count(*n as f64))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                count(row.handoffs as f64),
+            );
+        }
+        let _ = writeln!(
+            w,
+            "\n{} rounds, each one window per library ({} untimed, then {} timed), the order rotating. \
+             Each task loops: waiting acquire (TTL {}), hold {}, release, pause {} off the lock. A \
+             hand-off is from one acquisition's release returning to the next acquisition's acquire \
+             returning. Commands are the server's `INFO commandstats` over the timed windows, top-level \
+             only (a pass per library under `MONITOR`, {} after the same warm-up, tells them from the commands scripts run). \
+             Stopped waiters are aborted at the end of a window; each window uses a fresh key.\n",
+            c.rounds,
+            dur_of(c.warmup),
+            dur_of(c.measure),
+            dur_of(TTL),
+            dur_of(c.hold),
+            dur_of(c.think),
+            dur_of(c.accounting),
+        );
+        let dir = crate::report::PLOTS_DIR;
+        let _ = writeln!(
+            w,
+            "![P6 acquisitions per task]({dir}/{FAIRNESS_FILE})\n\n![P6 hand-off CDF]({dir}/{CDF_FILE})\n",
+        );
+        w
+    }
+
+    fn plots(&self, _r: &Results, dir: &Path) -> Res<Vec<PathBuf>> {
+        let cdf = dir.join(CDF_FILE);
+        let series: Vec<CdfSeries<'_>> = self
+            .rows
+            .iter()
+            .map(|r| CdfSeries {
+                name: format!("{} (p50 {})", r.lib.name(), dur(r.handoff.p50)),
+                sorted_us: &r.handoff.sorted_us,
+            })
+            .collect();
+        plots::cdf(
+            &cdf,
+            "P6: hand-off among 64 waiters, release returned -> next acquire returned",
+            &series,
+            None,
+        )?;
+        let fairness = dir.join(FAIRNESS_FILE);
+        self.fairness_plot(&fairness)?;
+        Ok(vec![fairness, cdf])
+    }
+
+    fn tsv(&self, _r: &Results) -> Vec<TsvLine> {
+        let mut out = Vec::new();
+        for r in &self.rows {
+            let id = r.lib.id();
+            let (lo, hi) = r.min_max();
+            let mut put = |name: &str, value: f64, unit| {
+                out.push((format!("p6.{id}.{name}"), value, unit));
+            };
+            put("p50", r.handoff.p50, "us");
+            put("p99", r.handoff.p99, "us");
+            put("commands_per_handoff", r.commands_per_handoff(), "1");
+            put("jain", r.jain(), "1");
+            put("min_per_task", lo as f64, "1");
+            put("max_per_task", hi as f64, "1");
+            put("handoffs_per_sec", r.rate(), "1/s");
+        }
+        out
+    }
+
+    fn ratios(&self, r: &Results) -> Vec<Ratios> {
+        let ours = self.row(Lib::Ours);
+        let p3 = r.p3.p50(Lib::Ours);
+        vec![
+            ratio_row(
+                "P6 hand-off p50",
+                ours.handoff.p50,
+                |l| self.row(l).handoff.p50,
+                format!("{} × P3 p50", sig3(ours.handoff.p50 / p3)),
+            ),
+            ratio_row(
+                "P6 commands per hand-off",
+                ours.commands_per_handoff(),
+                |l| self.row(l).commands_per_handoff(),
+                format!(
+                    "{} per client",
+                    sig3(ours.commands_per_handoff() / self.config.clients as f64)
+                ),
+            ),
+            ratio_row(
+                "P6 Jain's index",
+                ours.jain(),
+                |l| self.row(l).jain(),
+                format!("{:.3}", ours.jain()),
+            ),
+        ]
+    }
+}
+
 /// Top-level commands per hand-off, by name.
 fn per_handoff_breakdown(r: &Row) -> String {
     let handoffs = r.handoffs.max(1) as f64;
-    let parts: Vec<String> = r
-        .counters
-        .calls
-        .iter()
-        .filter(|(name, _)| name.as_str() != "info" && !name.starts_with("config"))
-        .map(|(name, calls)| {
-            let top = r.accounting.top.get(name).copied().unwrap_or(0) as f64;
-            let inner = r.accounting.inner.get(name).copied().unwrap_or(0) as f64;
-            let share = if top + inner == 0.0 {
-                1.0
-            } else {
-                top / (top + inner)
-            };
-            (name, *calls as f64 * share / handoffs)
-        })
-        .filter(|(_, per)| *per >= 0.005)
-        .map(|(name, per)| format!("{} {}", name.to_uppercase(), sig3(per)))
-        .collect();
-    parts.join(", ")
+    let top = |name: &String, calls: &u64| *calls as f64 * r.accounting.top_level_share(name);
+    named(
+        r.counters
+            .calls
+            .iter()
+            .filter(|(name, _)| is_client_command(name))
+            .map(|(name, calls)| (name, top(name, calls) / handoffs))
+            .filter(|(_, per)| *per >= 0.005)
+            .map(|(name, per)| (name, sig3(per))),
+    )
 }
 
 #[cfg(test)]
