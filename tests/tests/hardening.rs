@@ -50,8 +50,10 @@ async fn competitor(url: String, key: &'static str, until: Instant) -> Option<In
     None
 }
 
-/// Runs a 900 ms body under a 300 ms lock while a competitor probes the key; the lock must be
-/// renewed throughout, so the competitor never gets in and `run` returns `Ok`.
+/// Runs a 2.5 s body under a 1 s lock while a competitor probes the key; the lock must be
+/// renewed throughout, so the competitor never gets in and `run` returns `Ok`. (Without
+/// renewals the key would expire after 1 s; the TTL leaves a renewal 660 ms to get through,
+/// which a loaded CI machine needs: at 300 ms this failed once under load.)
 async fn assert_renewed_through_a_long_body(
     server: &RedisServer,
     client: &LockClient,
@@ -61,17 +63,17 @@ async fn assert_renewed_through_a_long_body(
         Some(ns) => format!("{ns}:{key}").leak(),
         None => key,
     };
-    let body = Duration::from_millis(900);
+    let body = Duration::from_millis(2500);
     let probe = tokio::spawn(competitor(server.url(), full, Instant::now() + body));
     let out = client
         .lock(key)
-        .ttl(Duration::from_millis(300))
+        .ttl(Duration::from_secs(1))
         .run(tokio::time::sleep(body))
         .await;
     let stolen = probe.await.unwrap();
     assert!(
         stolen.is_none(),
-        "a competitor took `{key}` while the body ran"
+        "a competitor took `{key}` while the body ran; run gave {out:?}"
     );
     assert!(out.is_ok(), "{out:?}");
 }
