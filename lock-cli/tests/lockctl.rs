@@ -92,6 +92,7 @@ async fn list_and_show_say_who_holds_what() {
     assert_no_password(&out);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
+    println!("$ lockctl list\n{stdout}"); // shown with --nocapture
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines[0].starts_with("KEY") && lines[0].contains("HOLDER"),
