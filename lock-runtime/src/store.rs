@@ -182,6 +182,13 @@ impl Store {
                 break;
             }
         }
+        // And the backend's own: a quorum's releases still reaching their last nodes.
+        if tokio::time::timeout_at(until, self.backend.settle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("close: releases still reaching their last nodes after the timeout");
+        }
         tracing::debug!(released, "lock client closed");
         let mut errors = outcomes.into_iter().filter_map(Result::err);
         match errors.next() {

@@ -184,6 +184,12 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// How long one operation may take before we give up on it (connect plus response).
     fn op_timeout(&self) -> Duration;
+
+    /// Resolves once work this backend left running after answering is done: a quorum's
+    /// releases still reaching their last nodes. `close` waits for it.
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Runs one backend call bounded by the backend's timeout, so a dead or partitioned server

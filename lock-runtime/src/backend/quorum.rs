@@ -2,8 +2,11 @@
 //! server: waiting, the watchdog, cancellation on loss, re-entry and the attribute work on
 //! it unchanged.
 //!
-//! - Every operation goes to all nodes at once, each bounded by a per-node timeout short
-//!   relative to the TTL; a majority (`n/2 + 1`) must agree.
+//! - Every operation goes to all nodes at once, bounded by a per-node timeout short
+//!   relative to the TTL; a majority (`n/2 + 1`) must agree. An operation returns as soon as
+//!   its outcome is settled (a majority granted, say), not when the slowest node answers.
+//!   Acquires still running then are abandoned (a late grant is part of the lock, or undone
+//!   by token); releases still running finish in the background, and `close` waits for them.
 //! - **Acquire** counts only if a majority said yes *and* the lease is still valid
 //!   (`ttl - elapsed - drift > 0`). Otherwise the token is released on every node, and the
 //!   answer is `Busy` (a holder exists) or `NoQuorum` (too few nodes answered).
@@ -21,9 +24,14 @@
 //!   Redlock. Delay its restart beyond the longest TTL, or run it with `appendfsync always`.
 
 use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::redis::RedisBackend;
@@ -40,8 +48,11 @@ use crate::lease::drift;
 pub(crate) const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(50);
 
 pub(crate) struct QuorumBackend {
-    nodes: Vec<RedisBackend>,
+    /// Shared, so that a release can leave its last nodes to a background task.
+    nodes: Vec<Arc<RedisBackend>>,
     node_timeout: Duration,
+    /// Releases still reaching their last nodes after their answer was decided.
+    stragglers: Arc<Stragglers>,
 }
 
 impl fmt::Debug for QuorumBackend {
@@ -57,11 +68,145 @@ impl fmt::Debug for QuorumBackend {
 /// One node's answer, or `None` if it failed or did not answer in time.
 type Answers<T> = Vec<Option<T>>;
 
+/// Counts background tasks finishing releases; [`Backend::settle`] waits for them.
+#[derive(Default)]
+struct Stragglers {
+    running: AtomicUsize,
+    done: Notify,
+}
+
+/// One background task counted in [`Stragglers`] until dropped.
+struct Straggling(Arc<Stragglers>);
+
+impl Straggling {
+    fn new(stragglers: &Arc<Stragglers>) -> Self {
+        stragglers.running.fetch_add(1, Ordering::AcqRel);
+        Straggling(Arc::clone(stragglers))
+    }
+}
+
+impl Drop for Straggling {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.done.notify_waiters();
+        }
+    }
+}
+
+/// One request sent to every node at once, and the answers as they come in. Polled by
+/// whoever awaits it, with a single timer for the whole round: no task or timer per node.
+struct Round<T, F> {
+    /// The calls still running, by node; `None` once answered, failed, or not asked.
+    calls: Vec<Option<F>>,
+    /// Each node's answer; `None` while running, after a failure, or if not asked.
+    answers: Vec<Option<T>>,
+    /// Calls still running.
+    pending: usize,
+}
+
+impl<T, F> Round<T, F>
+where
+    F: Future<Output = BackendResult<T>> + Unpin,
+{
+    /// Starts a round; `None` for a node that is not asked. Nothing is sent until the round
+    /// is first polled.
+    fn new(calls: impl IntoIterator<Item = Option<F>>) -> Self {
+        let calls: Vec<Option<F>> = calls.into_iter().collect();
+        let pending = calls.iter().filter(|c| c.is_some()).count();
+        let answers = calls.iter().map(|_| None).collect();
+        Round {
+            calls,
+            answers,
+            pending,
+        }
+    }
+
+    /// Nodes that answered.
+    fn answered(&self) -> usize {
+        self.answers.iter().filter(|a| a.is_some()).count()
+    }
+
+    /// Nodes whose answer satisfies `which`.
+    fn count(&self, which: impl Fn(&T) -> bool) -> usize {
+        self.answers.iter().flatten().filter(|a| which(a)).count()
+    }
+
+    /// Runs the round until every call has finished, `deadline` passes, or `decided` says
+    /// the answers so far settle the outcome (whatever the rest would say). Calls still
+    /// running stay in the round: dropping it abandons them, [`take_running`] keeps them.
+    ///
+    /// [`take_running`]: Self::take_running
+    async fn until(&mut self, deadline: Instant, decided: impl Fn(&Self) -> bool) {
+        if self.pending == 0 {
+            return;
+        }
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
+        poll_fn(|cx| {
+            self.poll_calls(cx);
+            if self.pending == 0 || decided(self) {
+                return Poll::Ready(());
+            }
+            timer.as_mut().poll(cx)
+        })
+        .await;
+    }
+
+    fn poll_calls(&mut self, cx: &mut Context<'_>) {
+        for (node, slot) in self.calls.iter_mut().enumerate() {
+            let Some(call) = slot else { continue };
+            let Poll::Ready(result) = Pin::new(call).poll(cx) else {
+                continue;
+            };
+            *slot = None;
+            self.pending -= 1;
+            match result {
+                Ok(answer) => self.answers[node] = Some(answer),
+                Err(e) => tracing::debug!(node, error = ?e, "quorum node failed"),
+            }
+        }
+    }
+
+    /// The calls still running, by node; the round keeps none of them.
+    fn take_running(&mut self) -> Vec<Option<F>> {
+        self.pending = 0;
+        std::mem::take(&mut self.calls)
+    }
+}
+
+/// A key and a token in one allocation, owned, for calls that may outlive the request.
+#[derive(Clone)]
+struct KeyToken {
+    both: Arc<str>,
+    split: usize,
+}
+
+impl KeyToken {
+    fn new(key: &str, token: &str) -> Self {
+        let mut both = String::with_capacity(key.len() + token.len());
+        both.push_str(key);
+        both.push_str(token);
+        KeyToken {
+            both: both.into(),
+            split: key.len(),
+        }
+    }
+
+    fn key(&self) -> &str {
+        &self.both[..self.split]
+    }
+
+    fn token(&self) -> &str {
+        &self.both[self.split..]
+    }
+}
+
 impl QuorumBackend {
     pub(crate) fn new(nodes: Vec<RedisBackend>, node_timeout: Duration) -> Self {
         QuorumBackend {
-            nodes,
+            nodes: nodes.into_iter().map(Arc::new).collect(),
             node_timeout,
+            stragglers: Arc::default(),
         }
     }
 
@@ -83,83 +228,72 @@ impl QuorumBackend {
             .max(Duration::from_millis(1))
     }
 
-    /// Runs `call` on every node at once, each bounded by `limit`.
-    async fn on_all<'a, T, F>(&'a self, limit: Duration, call: F) -> Answers<T>
-    where
-        F: Fn(&'a RedisBackend) -> BoxFuture<'a, BackendResult<T>>,
-    {
-        let calls = self.nodes.iter().map(|node| {
-            let call = call(node);
-            async move {
-                match tokio::time::timeout(limit, call).await {
-                    Ok(Ok(answer)) => Some(answer),
-                    Ok(Err(e)) => {
-                        tracing::debug!(node = ?node, error = ?e, "quorum node failed");
-                        None
-                    }
-                    Err(_) => None,
-                }
-            }
-        });
-        join_all(calls).await
+    /// A little under the bound `bounded()` puts around a whole call: how long a request
+    /// whose outcome matters more than its speed (release, reads) may wait for answers.
+    fn hard_limit(&self) -> Duration {
+        self.op_timeout().saturating_sub(Duration::from_millis(10))
+    }
+
+    /// Starts a round of `call` on every node.
+    fn round<'a, T>(
+        &'a self,
+        call: impl Fn(&'a RedisBackend) -> BoxFuture<'a, BackendResult<T>>,
+    ) -> Round<T, BoxFuture<'a, BackendResult<T>>> {
+        Round::new(self.nodes.iter().map(|node| Some(call(node))))
+    }
+
+    /// Runs `call` on every node at once, each bounded by `limit`, and waits for them all.
+    async fn on_all<'a, T>(
+        &'a self,
+        limit: Duration,
+        call: impl Fn(&'a RedisBackend) -> BoxFuture<'a, BackendResult<T>>,
+    ) -> Answers<T> {
+        let mut round = self.round(call);
+        round.until(Instant::now() + limit, |_| false).await;
+        round.answers
     }
 
     /// Like [`on_all`](Self::on_all), for requests whose outcome matters more than their
-    /// speed (release, reads): answers are awaited up to `self.node_timeout`, and past it
-    /// only while `decided` says the answers so far settle nothing, up to the backend's
-    /// operation timeout. A loaded node that is a little late then still counts, and a
-    /// stopped one costs nothing once a majority has answered.
-    async fn on_all_until_decided<'a, T, F, D>(&'a self, call: F, decided: D) -> Answers<T>
-    where
-        F: Fn(&'a RedisBackend) -> BoxFuture<'a, BackendResult<T>>,
-        D: Fn(&Answers<T>) -> bool,
-    {
-        use futures_util::StreamExt;
-        use futures_util::stream::FuturesUnordered;
-        // A little under the bound `bounded()` puts around the whole call.
-        let hard = self.op_timeout().saturating_sub(Duration::from_millis(10));
-        let soft_until = Instant::now() + self.node_timeout;
-        let mut pending: FuturesUnordered<_> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| {
-                let call = call(node);
-                async move { (i, tokio::time::timeout(hard, call).await) }
-            })
-            .collect();
-        let mut answers: Answers<T> = (0..self.nodes.len()).map(|_| None).collect();
-        loop {
-            let next = if Instant::now() < soft_until {
-                match tokio::time::timeout_at(soft_until, pending.next()).await {
-                    Ok(next) => next,
-                    Err(_) => continue,
-                }
-            } else {
-                if decided(&answers) {
-                    break;
-                }
-                pending.next().await
-            };
-            match next {
-                Some((i, Ok(Ok(answer)))) => answers[i] = Some(answer),
-                Some(_) => {}
-                None => break,
-            }
-        }
-        answers
-    }
-
-    /// Releases `token` at `key` on every node, best effort and unannounced: after an
-    /// attempt that did not win. On a node that did not answer in time the `SET` may still
-    /// land; the undo goes down the same connection behind it, so it lands after.
-    async fn undo(&self, key: &str, token: &str, limit: Duration) {
-        self.on_all(limit, |node| node.release_quietly(key, token))
+    /// speed (reads, operator calls): answers are awaited up to `self.node_timeout`, and
+    /// past it only while `decided` says the answers so far settle nothing, up to the
+    /// backend's operation timeout. A loaded node that is a little late then still counts,
+    /// and a stopped one costs nothing once a majority has answered.
+    async fn on_all_until_decided<'a, T>(
+        &'a self,
+        call: impl Fn(&'a RedisBackend) -> BoxFuture<'a, BackendResult<T>>,
+        decided: impl Fn(&Answers<T>) -> bool,
+    ) -> Answers<T> {
+        let started = Instant::now();
+        let mut round = self.round(call);
+        round.until(started + self.node_timeout, |_| false).await;
+        round
+            .until(started + self.hard_limit(), |r| decided(&r.answers))
             .await;
+        round.answers
     }
 
-    /// The fencing round: raise each granting node's counter to `max + 1`, owner-checked.
-    /// `Some(token)` if a majority took it.
+    /// Releases `token` at `key`, best effort and unannounced, on the nodes `on` marks:
+    /// after an attempt that did not win. On a node whose acquire was still running, the
+    /// undo goes down the same connection behind the `SET`, so it lands after it; the
+    /// caller drops that acquire first, so a `SET` not yet sent never goes out.
+    async fn undo(&self, key: &str, token: &str, limit: Duration, on: &[bool]) {
+        let mut round = Round::new(
+            self.nodes
+                .iter()
+                .zip(on)
+                .map(|(node, &on)| on.then(|| node.release_quietly(key, token))),
+        );
+        round.until(Instant::now() + limit, |_| false).await;
+    }
+
+    /// The fencing round: raise each node's counter to `max + 1`, owner-checked, where `max`
+    /// is the highest counter the granting nodes read. `Some(token)` once a majority took
+    /// it.
+    ///
+    /// A node counts if its owner check passed, including one whose grant came too late to
+    /// be read: it holds our key, so our write applied there (or its counter was already
+    /// higher), and every node counted ends at `max + 1` or above. The value is above every
+    /// earlier holder's because the grants read come from a majority.
     async fn raise_fence(
         &self,
         key: &str,
@@ -177,15 +311,43 @@ impl QuorumBackend {
             .max()
             .unwrap_or(0);
         let next = max + 1;
-        let raised = self
-            .on_all(limit, |node| node.raise_fence(key, token, fence_key, next))
+        let quorum = self.quorum();
+        let mut round = self.round(|node| node.raise_fence(key, token, fence_key, next));
+        round
+            .until(Instant::now() + limit, |r| {
+                let took = r.count(|&ours| ours);
+                took >= quorum || took + r.pending < quorum
+            })
             .await;
-        let took = raised
-            .iter()
-            .zip(granted)
-            .filter(|(r, g)| matches!(g, Some(Acquired::Yes { .. })) && **r == Some(true))
-            .count();
-        (took >= self.quorum()).then_some(next)
+        (round.count(|&ours| ours) >= quorum).then_some(next)
+    }
+
+    /// Finishes `calls` in a background task counted until it ends, so that
+    /// [`settle`](Backend::settle) (and so `close`) waits for them; inline without a runtime.
+    async fn finish_in_background(
+        &self,
+        calls: Vec<Option<BoxFuture<'static, BackendResult<bool>>>>,
+        until: Instant,
+    ) {
+        let mut round = Round::new(calls);
+        if round.pending == 0 {
+            return;
+        }
+        let counted = Straggling::new(&self.stragglers);
+        let finish = async move {
+            round.until(until, |_| false).await;
+            if round.pending > 0 {
+                tracing::debug!(
+                    nodes = round.pending,
+                    "a release did not reach every node in time; the lock expires there with its TTL"
+                );
+            }
+            drop(counted);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(finish)),
+            Err(_) => finish.await,
+        }
     }
 }
 
@@ -226,14 +388,39 @@ impl Backend for QuorumBackend {
                 read_fence: true,
                 ..args
             };
-            let answers = self.on_all(limit, |node| node.acquire(node_args)).await;
-            let yes = answers
-                .iter()
-                .filter(|a| matches!(a, Some(Acquired::Yes { .. })))
-                .count();
-            let answered = answers.iter().filter(|a| a.is_some()).count();
-            let valid_until = started + args.ttl.saturating_sub(drift(args.ttl));
+            let n = self.nodes.len();
             let quorum = self.quorum();
+            let is_yes = |a: &Acquired| matches!(a, Acquired::Yes { .. });
+            let is_busy = |a: &Acquired| matches!(a, Acquired::Busy { .. });
+            let mut round = self.round(|node| node.acquire(node_args));
+            // Done as soon as the outcome is settled: a majority granted, or enough nodes
+            // answered busy that none can (then `holder_ttl` below, the soonest expiry among
+            // more than `n - quorum` holders' keys, is no later than the lock frees), or too
+            // few nodes are left to answer at all.
+            round
+                .until(started + limit, |r| {
+                    let (yes, busy, answered) = (r.count(is_yes), r.count(is_busy), r.answered());
+                    yes >= quorum
+                        || (yes + r.pending < quorum
+                            && ((busy > n - quorum && answered >= quorum)
+                                || answered + r.pending < quorum))
+                })
+                .await;
+            // The calls still running are abandoned: a grant that lands later is part of
+            // the lock if it is ours (the release goes to every node), and undone below if
+            // not. A request not yet sent never goes out.
+            let running: Vec<bool> = round.take_running().iter().map(Option::is_some).collect();
+            let answers = round.answers;
+            let yes = answers.iter().flatten().filter(|a| is_yes(a)).count();
+            let answered = answers.iter().filter(|a| a.is_some()).count();
+            // Where to undo an attempt that did not win: every node that did not answer busy
+            // (a failed or abandoned call may have landed).
+            let undo_on: Vec<bool> = answers
+                .iter()
+                .zip(&running)
+                .map(|(a, &running)| running || !a.as_ref().is_some_and(is_busy))
+                .collect();
+            let valid_until = started + args.ttl.saturating_sub(drift(args.ttl));
             if yes >= quorum && Instant::now() < valid_until {
                 let fence = match args.fence_key {
                     None => None,
@@ -244,7 +431,7 @@ impl Backend for QuorumBackend {
                         match raised {
                             Some(token) if Instant::now() < valid_until => Some(token),
                             _ => {
-                                self.undo(args.key, args.token, limit).await;
+                                self.undo(args.key, args.token, limit, &vec![true; n]).await;
                                 return Err(BackendError::NoQuorum {
                                     answered: yes,
                                     needed: quorum,
@@ -257,8 +444,8 @@ impl Backend for QuorumBackend {
             }
             // Not ours: give back what we took anywhere, so that no minority stays locked. A
             // node that did not answer may have taken it too.
-            if yes > 0 || answered < self.nodes.len() {
-                self.undo(args.key, args.token, limit).await;
+            if undo_on.contains(&true) {
+                self.undo(args.key, args.token, limit, &undo_on).await;
             }
             if yes >= quorum {
                 // A majority said yes, but too late to leave any validity.
@@ -271,18 +458,21 @@ impl Backend for QuorumBackend {
                     ),
                 ))));
             }
-            let busy: Vec<Option<Duration>> = answers
+            let holder_ttl = answers
                 .iter()
                 .filter_map(|a| match a {
-                    Some(Acquired::Busy { holder_ttl }) => Some(*holder_ttl),
+                    Some(Acquired::Busy { holder_ttl }) => {
+                        Some(holder_ttl.unwrap_or(Duration::MAX))
+                    }
                     _ => None,
                 })
-                .collect();
-            if answered >= quorum && !busy.is_empty() {
+                .min();
+            if let Some(holder_ttl) = holder_ttl
+                && answered >= quorum
+            {
                 // A holder exists. Wake no later than the soonest of its keys expires.
-                let holder_ttl = busy.iter().map(|t| t.unwrap_or(Duration::MAX)).min();
                 return Ok(Acquired::Busy {
-                    holder_ttl: holder_ttl.filter(|t| *t != Duration::MAX),
+                    holder_ttl: Some(holder_ttl).filter(|t| *t != Duration::MAX),
                 });
             }
             Err(BackendError::NoQuorum {
@@ -295,22 +485,38 @@ impl Backend for QuorumBackend {
     fn release<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
         Box::pin(async move {
             let quorum = self.quorum();
-            let answers = self
-                .on_all_until_decided(
-                    |node| node.release(key, token),
-                    |answers| answers.iter().flatten().count() >= quorum,
-                )
+            let until = Instant::now() + self.hard_limit();
+            // Owned calls: those still running once the answer is decided are finished in the
+            // background. A release must reach every node, not only a majority.
+            let both = KeyToken::new(key, token);
+            let mut round = Round::new(self.nodes.iter().map(|node| {
+                let node = Arc::clone(node);
+                let both = both.clone();
+                let call: BoxFuture<'static, BackendResult<bool>> =
+                    Box::pin(async move { node.release(both.key(), both.token()).await });
+                Some(call)
+            }));
+            // Decided once the rest cannot change the answer below.
+            round
+                .until(until, |r| {
+                    let released = r.count(|&r| r);
+                    let answered = r.answered();
+                    released >= quorum
+                        || (released + r.pending < quorum
+                            && (answered >= quorum || answered + r.pending < quorum))
+                })
                 .await;
-            let released = answers.iter().filter(|a| **a == Some(true)).count();
-            let not_held = answers.iter().filter(|a| **a == Some(false)).count();
+            let released = round.count(|&r| r);
+            let answered = round.answered();
+            self.finish_in_background(round.take_running(), until).await;
             if released >= quorum {
                 Ok(true)
-            } else if released + not_held >= quorum {
-                // Every node answered that could; a majority no longer had our token.
+            } else if answered >= quorum {
+                // A majority answered, and no longer had our token.
                 Ok(false)
             } else {
                 Err(BackendError::NoQuorum {
-                    answered: released + not_held,
+                    answered,
                     needed: quorum,
                 })
             }
@@ -321,7 +527,9 @@ impl Backend for QuorumBackend {
         Box::pin(async move {
             let shortest = batch.iter().map(|r| r.ttl).min().unwrap_or_default();
             let limit = self.node_timeout(shortest);
-            // One batched call per node, all nodes at once.
+            // One batched call per node, all nodes at once, and every answer waited for up
+            // to the limit: an abandoned call that was not yet written is never sent, and a
+            // renewal (or a `min_hold` release, which is one) must reach every node it can.
             let answers = self.on_all(limit, |node| node.renew(batch)).await;
             let quorum = self.quorum();
             let n = self.nodes.len();
@@ -538,5 +746,17 @@ impl Backend for QuorumBackend {
     fn op_timeout(&self) -> Duration {
         // Nodes are asked at once; up to two more rounds (fencing, undo) may follow.
         3 * self.node_timeout + Duration::from_millis(100)
+    }
+
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            loop {
+                let done = self.stragglers.done.notified();
+                if self.stragglers.running.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                done.await;
+            }
+        })
     }
 }
