@@ -12,11 +12,11 @@
 //! when no scheduler runs at all (its runtime gone or no longer driven).
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -82,15 +82,27 @@ pub(crate) struct Lease {
     pub(crate) key: String,
     pub(crate) token: String,
     pub(crate) holds: Holds,
-    times: watch::Sender<Times>,
+    /// The times and the loss, behind one plain lock: a lease is held by the thousand, and
+    /// a `watch` channel each for them cost about 800 bytes per lease.
+    state: Mutex<State>,
+    /// Woken whenever `state` changes, for [`wait_lost`](Self::wait_lost).
+    changed: Notify,
     /// The TTL the next renewal sends, in ms: the request's TTL, or the last `extend`'s.
     target_ttl_ms: AtomicU64,
-    lost: watch::Sender<Option<LostReason>>,
     /// Cancelled when the lease is lost or given back: the owned signal of
-    /// [`LockGuard::lost_token`](crate::LockGuard::lost_token).
-    cancel: CancellationToken,
+    /// [`LockGuard::lost_token`](crate::LockGuard::lost_token). Made on first request; most
+    /// leases never need one.
+    cancel: OnceLock<CancellationToken>,
     /// Whether it counts in the metrics as held (nothing without the `metrics` feature).
     pub(crate) held: crate::metrics::Held,
+}
+
+#[derive(Debug)]
+struct State {
+    times: Times,
+    lost: Option<LostReason>,
+    /// Given back (or lost): the loss signal is cancelled.
+    ended: bool,
 }
 
 impl fmt::Debug for Lease {
@@ -98,9 +110,9 @@ impl fmt::Debug for Lease {
         // Never the token: it is a capability that can release the lock.
         f.debug_struct("Lease")
             .field("key", &self.key)
-            .field("times", &*self.times.borrow())
+            .field("times", &self.times())
             .field("holds", &self.holds)
-            .field("lost", &*self.lost.borrow())
+            .field("lost", &self.lost_reason())
             .finish_non_exhaustive()
     }
 }
@@ -119,16 +131,25 @@ impl Lease {
             key,
             token,
             holds,
-            times: watch::Sender::new(Times::new(sent_at, ttl)),
+            state: Mutex::new(State {
+                times: Times::new(sent_at, ttl),
+                lost: None,
+                ended: false,
+            }),
+            changed: Notify::new(),
             target_ttl_ms: AtomicU64::new(ttl.as_millis() as u64),
-            lost: watch::Sender::new(None),
-            cancel: CancellationToken::new(),
+            cancel: OnceLock::new(),
             held: Default::default(),
         }
     }
 
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent, so a poisoned lock is usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn times(&self) -> Times {
-        *self.times.borrow()
+        self.state().times
     }
 
     /// The TTL the next renewal should send.
@@ -166,18 +187,14 @@ impl Lease {
 
     /// Records a successful renewal sent at `sent_at` for `ttl`. A lost lease stays lost.
     pub(crate) fn renewed(&self, sent_at: Instant, ttl: Duration) {
-        if self.lost_reason().is_some() {
+        let mut state = self.state();
+        // Only move forward: an older renewal answering late must not undo a newer one.
+        if state.lost.is_some() || sent_at < state.times.renewed_at {
             return;
         }
-        self.times.send_if_modified(|times| {
-            // Only move forward: an older renewal answering late must not undo a newer one.
-            if sent_at >= times.renewed_at {
-                *times = Times::new(sent_at, ttl);
-                true
-            } else {
-                false
-            }
-        });
+        state.times = Times::new(sent_at, ttl);
+        drop(state);
+        self.changed.notify_waiters();
     }
 
     pub(crate) fn ttl(&self) -> Duration {
@@ -190,17 +207,18 @@ impl Lease {
     }
 
     pub(crate) fn declare_lost(&self, reason: LostReason) {
-        let newly = self.lost.send_if_modified(|state| {
-            if state.is_none() {
-                *state = Some(reason);
-                true
-            } else {
-                false
+        let newly = {
+            let mut state = self.state();
+            let newly = state.lost.is_none();
+            if newly {
+                state.lost = Some(reason);
+                self.end(&mut state);
             }
-        });
+            newly
+        };
         if newly {
             crate::metrics::lost(&self.held, reason);
-            self.cancel.cancel();
+            self.changed.notify_waiters();
             match reason {
                 LostReason::Closed => tracing::debug!(key = %self.key, %reason, "lock given up"),
                 _ => tracing::warn!(key = %self.key, %reason, "lock lost"),
@@ -209,39 +227,57 @@ impl Lease {
     }
 
     pub(crate) fn lost_reason(&self) -> Option<LostReason> {
-        *self.lost.borrow()
+        self.state().lost
     }
 
     /// The owned loss signal; cancelled on loss and when the lease is given back.
     pub(crate) fn cancel_token(&self) -> CancellationToken {
-        self.cancel.child_token()
+        // Made and checked under the state lock, which `end` holds too: a lease that ends
+        // meanwhile either finds the token or is seen ended here.
+        let state = self.state();
+        let token = self.cancel.get_or_init(CancellationToken::new);
+        if state.ended {
+            token.cancel();
+        }
+        token.child_token()
     }
 
     /// Marks the lease as given back: its loss signal fires, but it is not "lost".
     pub(crate) fn ended(&self) {
         crate::metrics::released(&self.held);
-        self.cancel.cancel();
+        self.end(&mut self.state());
+    }
+
+    /// Fires the loss signal; called with the state locked.
+    fn end(&self, state: &mut State) {
+        state.ended = true;
+        if let Some(token) = self.cancel.get() {
+            token.cancel();
+        }
     }
 
     /// Resolves with the reason once the lock has been declared lost, or once this task's
     /// own clock reaches [`Times::lost_at`], whichever comes first; the timer is re-armed
     /// whenever a renewal or an extend moves the deadline.
     pub(crate) async fn wait_lost(&self) -> LostReason {
-        let mut lost = self.lost.subscribe();
-        let mut times = self.times.subscribe();
         loop {
-            if let Some(reason) = *lost.borrow_and_update() {
+            // Registered before the state is read, so no change in between is missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let (lost, lost_at) = {
+                let state = self.state();
+                (state.lost, state.times.lost_at())
+            };
+            if let Some(reason) = lost {
                 return reason;
             }
-            let lost_at = times.borrow_and_update().lost_at();
             if Instant::now() >= lost_at {
                 self.declare_lost(self.expiry_reason());
                 continue;
             }
             tokio::select! {
-                // Both senders live in `self`, so neither can close while we borrow it.
-                _ = lost.changed() => {}
-                _ = times.changed() => {}
+                () = changed => {}
                 () = sleep_until(lost_at) => {}
             }
         }
