@@ -37,6 +37,11 @@ use crate::{LockError, LostReason};
 /// The most keys one renewal call carries.
 pub(crate) const MAX_BATCH: usize = 100;
 
+/// The most renewal calls one wake of a scheduler has in flight at once. Enough to keep the
+/// connection busy; sending every batch at once (100 calls for 10,000 locks) allocated all
+/// their requests and replies together, and the process kept that peak as resident memory.
+const MAX_CALLS_IN_FLIGHT: usize = 8;
+
 /// Identifies a lease registered with a [`Renewer`].
 pub(crate) type LeaseId = u64;
 
@@ -198,19 +203,26 @@ impl State {
     }
 
     /// Rescheduling leaves superseded events in the queues, and released leases leave
-    /// theirs. Sweep them when they outnumber the live ones, so the queues stay proportional
-    /// to the locks held; amortised, this costs O(1) per event.
+    /// theirs. Sweep them when they reach half the live ones, so the queues stay close to
+    /// the locks held (each event is 32 bytes, in two queues); amortised, this costs O(1)
+    /// per event. The queues' memory is kept for the next events, and only given back when
+    /// far more than needed (after many locks were released): shrinking and growing again
+    /// every sweep made the allocator's heap grow with each renewal period.
     fn sweep_if_sparse(&mut self) {
-        let limit = 2 * self.entries.len() + 64;
+        let live = self.entries.len();
+        let limit = live + live / 2 + 64;
         if self.by_start.len() > limit || self.by_end.len() > limit {
             let entries = &self.entries;
-            let live = |Reverse((_, id, generation)): &Reverse<(Instant, LeaseId, u64)>| {
+            let current = |Reverse((_, id, generation)): &Reverse<(Instant, LeaseId, u64)>| {
                 entries.get(id).is_some_and(|e| e.generation == *generation)
             };
-            self.by_start.retain(live);
-            self.by_end.retain(live);
-            self.by_start.shrink_to(2 * self.by_start.len() + 64);
-            self.by_end.shrink_to(2 * self.by_end.len() + 64);
+            self.by_start.retain(current);
+            self.by_end.retain(current);
+            for queue in [&mut self.by_start, &mut self.by_end] {
+                if queue.capacity() > 4 * limit {
+                    queue.shrink_to(2 * limit);
+                }
+            }
         }
     }
 
@@ -423,8 +435,8 @@ impl Scheduler {
                 }
                 state.phase = Some(Phase::Working);
                 let batch = self.collect_due(&mut state);
-                for chunk in batch.chunks(MAX_BATCH) {
-                    tokio::spawn(Arc::clone(&self).renew(chunk.to_vec()));
+                if !batch.is_empty() {
+                    tokio::spawn(Arc::clone(&self).renew_all(batch));
                 }
                 let next = state.next_wake();
                 // A queue with no event (every lease in flight has a loss deadline, so this
@@ -502,8 +514,17 @@ impl Scheduler {
         batch
     }
 
+    /// Sends the renewals due, [`MAX_BATCH`] per call and [`MAX_CALLS_IN_FLIGHT`] calls at
+    /// a time.
+    async fn renew_all(self: Arc<Self>, due: Vec<Pending>) {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(due.chunks(MAX_BATCH))
+            .for_each_concurrent(MAX_CALLS_IN_FLIGHT, |batch| self.renew(batch))
+            .await;
+    }
+
     /// Sends one batch of renewals and records what came back.
-    async fn renew(self: Arc<Self>, batch: Vec<Pending>) {
+    async fn renew(&self, batch: &[Pending]) {
         let renewals: Vec<Renewal<'_>> = batch
             .iter()
             .map(|p| Renewal {
@@ -513,7 +534,7 @@ impl Scheduler {
             })
             .collect();
         let sent_at = Instant::now();
-        let limit = attempt_limit(self.backend.op_timeout(), &batch, sent_at);
+        let limit = attempt_limit(self.backend.op_timeout(), batch, sent_at);
         // Loss deadlines fire independently meanwhile, on the scheduler's clock.
         let outcome = tokio::time::timeout(limit, self.backend.renew(&renewals)).await;
         let outcome = match outcome {
