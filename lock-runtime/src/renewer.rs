@@ -95,9 +95,9 @@ struct Scheduler {
 struct State {
     entries: HashMap<LeaseId, Entry>,
     /// `(may run from, id, generation)`: what is due (or within its window) now.
-    by_start: BinaryHeap<Reverse<(Instant, LeaseId, u64)>>,
+    by_start: BinaryHeap<Reverse<(Instant, LeaseId, u32)>>,
     /// `(must run by, id, generation)`: when the task has to wake.
-    by_end: BinaryHeap<Reverse<(Instant, LeaseId, u64)>>,
+    by_end: BinaryHeap<Reverse<(Instant, LeaseId, u32)>>,
     phase: Option<Phase>,
     task: Option<AbortHandle>,
     /// Events processed, for the tests of "only what is due".
@@ -108,14 +108,21 @@ struct State {
 struct Entry {
     lease: Arc<Lease>,
     renew: bool,
-    generation: u64,
+    /// Bumped at each rescheduling; queued events of older generations are stale. (32 bits:
+    /// an entry is kept by the ten thousand, and no stale event outlives 2^32 reschedules.)
+    generation: u32,
     in_flight: bool,
     /// Set after a failed renewal: try again then rather than at `ttl/3`.
     retry_at: Option<Instant>,
     /// Bumped by each `extend`; a renewal answers the extends up to the value it was sent at.
     extend_seq: u64,
-    extend_waiters: Vec<(u64, oneshot::Sender<Result<(), LockError>>)>,
+    /// The extends waiting for an answer, by sequence number; `None` when there are none
+    /// (boxed: one word in every entry rather than three; extends are rare).
+    extend_waiters: Option<Box<ExtendWaiters>>,
 }
+
+#[derive(Default)]
+struct ExtendWaiters(Vec<(u64, oneshot::Sender<Result<(), LockError>>)>);
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,7 +131,10 @@ impl fmt::Debug for Entry {
             .field("renew", &self.renew)
             .field("in_flight", &self.in_flight)
             .field("retry_at", &self.retry_at)
-            .field("extends_waiting", &self.extend_waiters.len())
+            .field(
+                "extends_waiting",
+                &self.extend_waiters.as_ref().map_or(0, |w| w.0.len()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -137,7 +147,7 @@ impl Entry {
         if self.in_flight {
             return (lost_at, lost_at);
         }
-        if !self.extend_waiters.is_empty() {
+        if self.extend_waiters.is_some() {
             return (now, now);
         }
         if !self.renew {
@@ -152,10 +162,14 @@ impl Entry {
     }
 
     fn answer_extends(&mut self, upto: u64, answer: impl Fn() -> Result<(), LockError>) {
-        let (answered, waiting) = std::mem::take(&mut self.extend_waiters)
-            .into_iter()
-            .partition(|(seq, _)| *seq <= upto);
-        self.extend_waiters = waiting;
+        let Some(waiters) = self.extend_waiters.take() else {
+            return;
+        };
+        let (answered, waiting): (Vec<_>, Vec<_>) =
+            waiters.0.into_iter().partition(|(seq, _)| *seq <= upto);
+        if !waiting.is_empty() {
+            self.extend_waiters = Some(Box::new(ExtendWaiters(waiting)));
+        }
         for (_, tx) in answered {
             let _ = tx.send(answer());
         }
@@ -177,7 +191,7 @@ impl State {
     /// Queues `id`'s next event; returns when it must run, if the lease is still held.
     fn schedule(&mut self, id: LeaseId, now: Instant) -> Option<Instant> {
         let entry = self.entries.get_mut(&id)?;
-        entry.generation += 1;
+        entry.generation = entry.generation.wrapping_add(1);
         let (start, end) = entry.next_event(now);
         let generation = entry.generation;
         self.by_start.push(Reverse((start, id, generation)));
@@ -185,7 +199,7 @@ impl State {
         Some(end)
     }
 
-    fn is_current(&self, id: LeaseId, generation: u64) -> bool {
+    fn is_current(&self, id: LeaseId, generation: u32) -> bool {
         self.entries
             .get(&id)
             .is_some_and(|e| e.generation == generation)
@@ -213,7 +227,7 @@ impl State {
         let limit = live + live / 2 + 64;
         if self.by_start.len() > limit || self.by_end.len() > limit {
             let entries = &self.entries;
-            let current = |Reverse((_, id, generation)): &Reverse<(Instant, LeaseId, u64)>| {
+            let current = |Reverse((_, id, generation)): &Reverse<(Instant, LeaseId, u32)>| {
                 entries.get(id).is_some_and(|e| e.generation == *generation)
             };
             self.by_start.retain(current);
@@ -326,7 +340,7 @@ impl Renewer {
                     in_flight: false,
                     retry_at: None,
                     extend_seq: 0,
-                    extend_waiters: Vec::new(),
+                    extend_waiters: None,
                 },
             );
             state.schedule(id, Instant::now())
@@ -373,7 +387,11 @@ impl Renewer {
                 entry.lease.set_target_ttl(ttl);
                 entry.extend_seq += 1;
                 let seq = entry.extend_seq;
-                entry.extend_waiters.push((seq, tx));
+                entry
+                    .extend_waiters
+                    .get_or_insert_with(Box::default)
+                    .0
+                    .push((seq, tx));
                 entry.retry_at = None;
                 state.schedule(id, Instant::now())
             };
@@ -484,7 +502,7 @@ impl Scheduler {
                 continue;
             }
             let wants =
-                !entry.extend_waiters.is_empty() || (entry.renew && entry.next_event(now).0 <= now);
+                entry.extend_waiters.is_some() || (entry.renew && entry.next_event(now).0 <= now);
             if !entry.in_flight && wants {
                 match lease.renewal_ttl(now) {
                     Some(ttl) => {
