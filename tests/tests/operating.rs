@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::{Fixture, assert_lost_within_a_period, run_until_lost};
@@ -391,14 +390,7 @@ async fn labelled_locks_keep_the_plain_string_protocol_of_other_libraries() {
 // Single-threaded, so everything runs where the thread-local subscriber is set.
 #[tokio::test]
 async fn force_release_logs_a_warning_naming_the_key_and_the_former_holder() {
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || LogWriter(writer.clone()))
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = common::capture_logs(tracing::Level::WARN);
 
     let fx = Fixture::redis();
     let holder = fx.client().await.with_holder("nightly@host-7").unwrap();
@@ -424,16 +416,4 @@ async fn force_release_logs_a_warning_naming_the_key_and_the_former_holder() {
         "the token leaked into the logs:\n{text}"
     );
     drop(guard);
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Fixture, assert_lost_within_a_period, run_until_lost};
@@ -311,14 +310,7 @@ fn a_guard_dropped_outside_a_runtime_leaves_the_key_to_its_ttl() {
 // Single-threaded, so the watchdog task runs where the thread-local subscriber is set.
 #[tokio::test]
 async fn tracing_events_carry_the_key_and_never_the_token() {
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || LogWriter(writer.clone()))
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = common::capture_logs(tracing::Level::TRACE);
 
     let fx = Fixture::redis();
     let client = fx.client().await;
@@ -342,18 +334,6 @@ async fn tracing_events_carry_the_key_and_never_the_token() {
         !text.contains(&token),
         "the token leaked into the logs:\n{text}"
     );
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Two OS processes, 16 tasks each, on four locks guarding four counters, with a deliberate
