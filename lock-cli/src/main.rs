@@ -464,20 +464,14 @@ fn report(before: Option<&Seen>, info: &LockInfo, out: &mut impl Write) -> Resul
         .fencing_counter
         .map(|c| format!(", fence {c}"))
         .unwrap_or_default();
+    let ttl = info
+        .ttl
+        .map(|t| format!(", ttl {}", short(t)))
+        .unwrap_or_default();
     let event = match (before.map(|b| b.locked), info.locked) {
-        (_, true) if before.is_some_and(|b| b.locked) => format!(
-            "held by a new holder: {holder}{}{fence}",
-            info.ttl
-                .map(|t| format!(", ttl {}", short(t)))
-                .unwrap_or_default()
-        ),
-        (_, true) => format!(
-            "{} by {holder}{}{fence}",
-            if before.is_some() { "acquired" } else { "held" },
-            info.ttl
-                .map(|t| format!(", ttl {}", short(t)))
-                .unwrap_or_default()
-        ),
+        (Some(true), true) => format!("held by a new holder: {holder}{ttl}{fence}"),
+        (Some(false), true) => format!("acquired by {holder}{ttl}{fence}"),
+        (None, true) => format!("held by {holder}{ttl}{fence}"),
         (Some(true), false) => "released (free)".into(),
         (_, false) => format!("free{fence}"),
     };

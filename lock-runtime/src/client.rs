@@ -365,6 +365,26 @@ struct TlsFiles {
     client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+#[cfg(feature = "tls")]
+impl TlsFiles {
+    /// The certificates for redis-rs, if any were given beyond the system roots.
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.root_ca.is_none() && self.client.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self
+                .client
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.root_ca.clone(),
+        })
+    }
+}
+
 /// What a builder connects to.
 #[derive(Clone)]
 enum Target {
@@ -678,21 +698,12 @@ impl ClientBuilder {
             if tls_url {
                 ensure_crypto_provider();
             }
-            if self.tls.root_ca.is_some() || self.tls.client.is_some() {
+            if let Some(certificates) = self.tls.certificates() {
                 if !tls_url {
                     return Err(invalid(
                         "TLS certificates were given, but the URL is not `rediss://`".into(),
                     ));
                 }
-                let certificates = redis::TlsCertificates {
-                    client_tls: self.tls.client.as_ref().map(|(cert, key)| {
-                        redis::ClientTlsConfig {
-                            client_cert: cert.clone(),
-                            client_key: key.clone(),
-                        }
-                    }),
-                    root_cert: self.tls.root_ca.clone(),
-                };
                 return redis::Client::build_with_tls(url, certificates)
                     .map_err(|e| invalid(scrub(&e.to_string(), url)));
             }
@@ -750,16 +761,7 @@ impl ClientBuilder {
             #[cfg(feature = "tls")]
             {
                 ensure_crypto_provider();
-                if self.tls.root_ca.is_some() || self.tls.client.is_some() {
-                    let certificates = redis::TlsCertificates {
-                        client_tls: self.tls.client.as_ref().map(|(cert, key)| {
-                            redis::ClientTlsConfig {
-                                client_cert: cert.clone(),
-                                client_key: key.clone(),
-                            }
-                        }),
-                        root_cert: self.tls.root_ca.clone(),
-                    };
+                if let Some(certificates) = self.tls.certificates() {
                     builder = builder
                         .set_client_to_sentinel_certificates(certificates.clone())
                         .set_client_to_redis_certificates(certificates);
@@ -801,16 +803,8 @@ impl ClientBuilder {
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.response_timeout);
             #[cfg(feature = "tls")]
-            if self.tls.root_ca.is_some() || self.tls.client.is_some() {
-                return builder.certs(redis::TlsCertificates {
-                    client_tls: self.tls.client.as_ref().map(|(cert, key)| {
-                        redis::ClientTlsConfig {
-                            client_cert: cert.clone(),
-                            client_key: key.clone(),
-                        }
-                    }),
-                    root_cert: self.tls.root_ca.clone(),
-                });
+            if let Some(certificates) = self.tls.certificates() {
+                return builder.certs(certificates);
             }
             builder
         };

@@ -29,9 +29,9 @@ use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::redis::{
-    ACQUIRE_FENCED, RELEASE_SHARDED, RENEW, busy, force_release_on, inspect_on, int, is_held_on,
-    key_of_sharded_channel, millis, protocol_error, scan_cmd, scan_reply, sharded_release_channel,
-    ttl_if_held_on,
+    ACQUIRE_FENCED, RELEASE_SHARDED, RENEW, acquire_reply, busy, force_release_on, inspect_on, int,
+    is_held_on, key_of_sharded_channel, millis, protocol_error, scan_cmd, scan_reply,
+    sharded_release_channel, ttl_if_held_on,
 };
 use super::wakeup::{ReleaseHub, ReleaseWatch};
 use super::{
@@ -332,18 +332,7 @@ impl Backend for ClusterBackend {
                 .arg(ttl_ms)
                 .invoke_async(&mut conn)
                 .await?;
-            match reply.as_slice() {
-                [Value::Int(1), fence] => Ok(Acquired::Yes {
-                    fence: int(fence).map(|f| f.max(0) as u64),
-                }),
-                [Value::Int(0), Value::Int(pttl)] => Ok(busy(*pttl)),
-                [Value::Int(-1), found] => Err(BackendError::WrongType(match found {
-                    Value::SimpleString(s) => s.clone(),
-                    Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                    other => format!("{other:?}"),
-                })),
-                other => Err(protocol_error(&format!("{other:?}"))),
-            }
+            acquire_reply(&reply)
         })
     }
 

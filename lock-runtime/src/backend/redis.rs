@@ -513,18 +513,16 @@ pub(crate) fn protocol_error(what: &str) -> BackendError {
 }
 
 /// Reads the reply of an acquire script: see [`ACQUIRE_FENCED`] and [`ACQUIRE_OR_PTTL`].
-fn acquire_reply(reply: &[Value]) -> BackendResult<Acquired> {
+pub(crate) fn acquire_reply(reply: &[Value]) -> BackendResult<Acquired> {
     match reply {
         [Value::Int(1)] => Ok(Acquired::Yes { fence: None }),
         [Value::Int(1), fence] => Ok(Acquired::Yes {
             fence: int(fence).map(|f| f.max(0) as u64),
         }),
         [Value::Int(0), Value::Int(pttl)] => Ok(busy(*pttl)),
-        [Value::Int(-1), found] => Err(BackendError::WrongType(match found {
-            Value::SimpleString(s) => s.clone(),
-            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-            other => format!("{other:?}"),
-        })),
+        [Value::Int(-1), found] => Err(BackendError::WrongType(
+            text(found).unwrap_or_else(|| format!("{found:?}")),
+        )),
         other => Err(protocol_error(&format!("{other:?}"))),
     }
 }
